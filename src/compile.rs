@@ -1,0 +1,726 @@
+//! Validation of a [`RawConfig`] and its compiled runtime form.
+//!
+//! Everything that can be computed once is computed here, at configure time: lowercased header
+//! names, bucket ranges, compiled regexes, the `Set-Cookie` attribute suffix, the host index.
+//! The per-request path ([`crate::decide`]) only reads this structure.
+
+use crate::config::{RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, DEFAULT_VARIANT_HEADER};
+use crate::error::{ConfigErrors, Errors};
+use crate::index::PolicyIndex;
+use crate::BUCKETS;
+
+/// Largest configuration document accepted, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+/// Longest name (policy, variant) accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A validated, ready-to-serve configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub(crate) variant_header: String,
+    pub(crate) expose_variant: bool,
+    pub(crate) policies: Vec<Policy>,
+    pub(crate) index: PolicyIndex,
+}
+
+impl Config {
+    /// Parses and compiles a JSON plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        compile(&parse_json(bytes)?)
+    }
+
+    /// The request header the decision is written to (lowercase).
+    pub fn variant_header(&self) -> &str {
+        &self.variant_header
+    }
+
+    /// Whether the variant is also returned in a response header of the same name.
+    pub fn expose_variant(&self) -> bool {
+        self.expose_variant
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    pub fn policy(&self, index: usize) -> Option<&Policy> {
+        self.policies.get(index)
+    }
+
+    /// True when some policy selects on Envoy route names, so the route name must be read.
+    pub fn uses_routes(&self) -> bool {
+        self.index.uses_routes()
+    }
+}
+
+/// One compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) name: String,
+    pub(crate) hosts: Option<Vec<String>>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) routes: Option<Vec<String>>,
+    /// `salt ":"`, the prefix of every hashed key.
+    pub(crate) salt_prefix: Vec<u8>,
+    pub(crate) trust_incoming: bool,
+    pub(crate) variants: Vec<Variant>,
+    pub(crate) keys: Vec<Key>,
+    pub(crate) cookie: Option<StickyCookie>,
+    pub(crate) rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    pub fn variant(&self, index: usize) -> Option<&Variant> {
+        self.variants.get(index)
+    }
+
+    /// The variant that owns `bucket` (`0 <= bucket < BUCKETS`).
+    pub fn variant_for_bucket(&self, bucket: u16) -> usize {
+        self.variants
+            .iter()
+            .position(|v| bucket < v.end)
+            .unwrap_or(self.variants.len().saturating_sub(1))
+    }
+
+    /// Index of the variant called `name`, if any.
+    pub fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v.name == name)
+    }
+
+    /// The sticky cookie this policy mints, if configured.
+    pub fn sticky_cookie(&self) -> Option<&StickyCookie> {
+        self.cookie.as_ref()
+    }
+}
+
+/// A variant with its share of the bucket space: it owns buckets `start..end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub(crate) name: String,
+    /// Weight in basis points (1/100 of a percent): 10 % is 1000.
+    pub(crate) weight_bp: u16,
+    pub(crate) start: u16,
+    pub(crate) end: u16,
+}
+
+impl Variant {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn weight_bp(&self) -> u16 {
+        self.weight_bp
+    }
+
+    pub fn buckets(&self) -> std::ops::Range<u16> {
+        self.start..self.end
+    }
+}
+
+/// Where a sticky key or a rule condition reads its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Value(Source),
+    SourceIp,
+}
+
+/// The cookie minted for users with no sticky key.
+#[derive(Debug, Clone)]
+pub struct StickyCookie {
+    pub(crate) name: String,
+    /// `; Max-Age=…; Path=…; …`, appended after `name=value`.
+    pub(crate) attributes: String,
+}
+
+impl StickyCookie {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `Set-Cookie` header value for a minted id.
+    pub fn set_cookie_value(&self, id: &str) -> String {
+        let mut s = String::with_capacity(self.name.len() + 1 + id.len() + self.attributes.len());
+        s.push_str(&self.name);
+        s.push('=');
+        s.push_str(id);
+        s.push_str(&self.attributes);
+        s
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub(crate) variant: usize,
+    pub(crate) conditions: Vec<Condition>,
+}
+
+#[derive(Debug)]
+pub struct Condition {
+    pub(crate) source: Source,
+    pub(crate) op: Op,
+}
+
+#[derive(Debug)]
+pub enum Op {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Present(bool),
+    Regex(regex_lite::Regex),
+}
+
+/// Parses JSON into the raw configuration, naming the JSON path on error.
+pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigErrors::single(
+            "(config)",
+            format!("configuration is {} bytes; the limit is {MAX_CONFIG_BYTES}", bytes.len()),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigErrors::single(
+            "(config)",
+            "configuration is empty; expected a JSON object with \"policies\"",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "(config)".to_string() } else { path };
+        ConfigErrors::single(path, e.inner().to_string())
+    })
+}
+
+/// Validates a raw configuration and builds its runtime form, reporting every error found.
+pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors::default();
+
+    let variant_header = match &raw.variant_header {
+        None => DEFAULT_VARIANT_HEADER.to_string(),
+        Some(h) => match header_name(h) {
+            Ok(h) => h,
+            Err(m) => {
+                errs.push("variant_header", m);
+                String::new()
+            }
+        },
+    };
+
+    if raw.policies.is_empty() {
+        errs.push("policies", "must list at least one policy");
+    }
+    let mut policies = Vec::with_capacity(raw.policies.len());
+    let mut seen = hashbrown::HashMap::with_capacity(raw.policies.len());
+    for (i, p) in raw.policies.iter().enumerate() {
+        let path = format!("policies[{i}]");
+        if let Some(first) = seen.insert(p.name.as_str(), i) {
+            errs.push(
+                format!("{path}.name"),
+                format!("duplicate policy name {:?} (also policies[{first}])", p.name),
+            );
+        }
+        if let Some(policy) = compile_policy(p, &path, &mut errs) {
+            policies.push(policy);
+        }
+    }
+    if !errs.is_empty() {
+        return errs.finish_err();
+    }
+    let index = PolicyIndex::build(&policies);
+    errs.finish(Config {
+        variant_header,
+        expose_variant: raw.expose_variant,
+        policies,
+        index,
+    })
+}
+
+fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy> {
+    let before = errs.len();
+    if let Err(m) = name(&p.name) {
+        errs.push(format!("{path}.name"), m);
+    }
+
+    let hosts = p.hosts.as_ref().map(|hosts| {
+        if hosts.is_empty() {
+            errs.push(format!("{path}.hosts"), "must not be empty; omit it to match any host");
+        }
+        hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(j, h)| match host_pattern(h) {
+                Ok(h) => Some(h),
+                Err(m) => {
+                    errs.push(format!("{path}.hosts[{j}]"), m);
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+
+    if let Some(prefix) = &p.path_prefix {
+        if !prefix.starts_with('/') {
+            errs.push(format!("{path}.path_prefix"), format!("{prefix:?} must start with '/'"));
+        }
+    }
+
+    if let Some(routes) = &p.routes {
+        if routes.is_empty() {
+            errs.push(format!("{path}.routes"), "must not be empty; omit it to match any route");
+        }
+        for (j, r) in routes.iter().enumerate() {
+            if r.is_empty() {
+                errs.push(format!("{path}.routes[{j}]"), "route name must not be empty");
+            }
+        }
+    }
+
+    let salt = p.salt.as_deref().unwrap_or(&p.name);
+    if p.salt.as_deref() == Some("") {
+        errs.push(format!("{path}.salt"), "must not be empty; omit it to use the policy name");
+    }
+    let mut salt_prefix = Vec::with_capacity(salt.len() + 1);
+    salt_prefix.extend_from_slice(salt.as_bytes());
+    salt_prefix.push(b':');
+
+    let variants = compile_variants(p, path, errs);
+
+    let (keys, cookie) = match &p.sticky {
+        None => (Vec::new(), None),
+        Some(s) => {
+            if s.keys.is_empty() && s.cookie.is_none() {
+                errs.push(
+                    format!("{path}.sticky"),
+                    "set \"keys\", \"cookie\" or both; omit \"sticky\" for a random split",
+                );
+            }
+            let keys = s
+                .keys
+                .iter()
+                .enumerate()
+                .filter_map(|(j, k)| compile_key(k, &format!("{path}.sticky.keys[{j}]"), errs))
+                .collect();
+            let cookie = s
+                .cookie
+                .as_ref()
+                .and_then(|c| compile_cookie(c, &format!("{path}.sticky.cookie"), errs));
+            (keys, cookie)
+        }
+    };
+
+    let rules = p
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(j, r)| compile_rule(r, &variants, &format!("{path}.rules[{j}]"), errs))
+        .collect();
+
+    if errs.len() != before {
+        return None;
+    }
+    Some(Policy {
+        name: p.name.clone(),
+        hosts,
+        path_prefix: p.path_prefix.clone(),
+        routes: p.routes.clone(),
+        salt_prefix,
+        trust_incoming: p.trust_incoming,
+        variants,
+        keys,
+        cookie,
+        rules,
+    })
+}
+
+fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> Vec<Variant> {
+    if p.variants.is_empty() {
+        errs.push(format!("{path}.variants"), "must list at least one variant");
+        return Vec::new();
+    }
+    let mut out: Vec<Variant> = Vec::with_capacity(p.variants.len());
+    let mut total: u32 = 0;
+    let mut weights_ok = true;
+    for (j, v) in p.variants.iter().enumerate() {
+        let vpath = format!("{path}.variants[{j}]");
+        if let Err(m) = name(&v.name) {
+            errs.push(format!("{vpath}.name"), m);
+        }
+        if let Some(first) = out.iter().position(|o| o.name == v.name) {
+            errs.push(
+                format!("{vpath}.name"),
+                format!("duplicate variant name {:?} (also {path}.variants[{first}])", v.name),
+            );
+        }
+        let bp = match weight_bp(v.weight) {
+            Ok(bp) => bp,
+            Err(m) => {
+                errs.push(format!("{vpath}.weight"), m);
+                weights_ok = false;
+                0
+            }
+        };
+        let start = u16::try_from(total).unwrap_or(BUCKETS);
+        total += u32::from(bp);
+        let end = u16::try_from(total).unwrap_or(BUCKETS).min(BUCKETS);
+        out.push(Variant {
+            name: v.name.clone(),
+            weight_bp: bp,
+            start: start.min(BUCKETS),
+            end,
+        });
+    }
+    if weights_ok && total != u32::from(BUCKETS) {
+        errs.push(
+            format!("{path}.variants"),
+            format!(
+                "weights sum to {}, they must sum to 100",
+                format_percent(total)
+            ),
+        );
+    }
+    out
+}
+
+/// Formats basis points as a percentage: 10050 → "100.5".
+fn format_percent(bp: u32) -> String {
+    let whole = bp / 100;
+    let frac = bp % 100;
+    if frac == 0 {
+        whole.to_string()
+    } else if frac % 10 == 0 {
+        format!("{whole}.{}", frac / 10)
+    } else {
+        format!("{whole}.{frac:02}")
+    }
+}
+
+/// A percentage with at most two decimals, as basis points.
+fn weight_bp(w: f64) -> Result<u16, String> {
+    if !w.is_finite() || !(0.0..=100.0).contains(&w) {
+        return Err(format!("weight {w} must be between 0 and 100 (a percentage)"));
+    }
+    let scaled = w * 100.0;
+    let rounded = scaled.round();
+    if (scaled - rounded).abs() > 1e-6 {
+        return Err(format!("weight {w} has more than two decimals"));
+    }
+    // In range 0..=10000 by the check above.
+    Ok(rounded as u16)
+}
+
+fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
+    let set = [
+        k.header.is_some(),
+        k.cookie.is_some(),
+        k.query.is_some(),
+        k.source_ip.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if set != 1 {
+        errs.push(
+            path,
+            "a sticky key sets exactly one of \"header\", \"cookie\", \"query\", \"source_ip\"",
+        );
+        return None;
+    }
+    if let Some(ip) = k.source_ip {
+        if !ip {
+            errs.push(format!("{path}.source_ip"), "must be true; remove the key to disable it");
+            return None;
+        }
+        return Some(Key::SourceIp);
+    }
+    compile_source(&k.header, &k.cookie, &k.query, path, errs).map(Key::Value)
+}
+
+fn compile_source(
+    header: &Option<String>,
+    cookie: &Option<String>,
+    query: &Option<String>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Source> {
+    if let Some(h) = header {
+        match header_name(h) {
+            Ok(h) => Some(Source::Header(h)),
+            Err(m) => {
+                errs.push(format!("{path}.header"), m);
+                None
+            }
+        }
+    } else if let Some(c) = cookie {
+        match cookie_name(c) {
+            Ok(()) => Some(Source::Cookie(c.clone())),
+            Err(m) => {
+                errs.push(format!("{path}.cookie"), m);
+                None
+            }
+        }
+    } else if let Some(q) = query {
+        if q.is_empty() {
+            errs.push(format!("{path}.query"), "query parameter name must not be empty");
+            None
+        } else {
+            Some(Source::Query(q.clone()))
+        }
+    } else {
+        None
+    }
+}
+
+fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<StickyCookie> {
+    let before = errs.len();
+    if let Err(m) = cookie_name(&c.name) {
+        errs.push(format!("{path}.name"), m);
+    }
+    let mut attributes = String::new();
+    if let Some(max_age) = c.max_age {
+        attributes.push_str(&format!("; Max-Age={max_age}"));
+    }
+    if let Some(p) = &c.path {
+        if !p.starts_with('/') || !attribute_value(p) {
+            errs.push(
+                format!("{path}.path"),
+                format!("{p:?} must start with '/' and hold no ';', control characters or spaces"),
+            );
+        }
+        attributes.push_str("; Path=");
+        attributes.push_str(p);
+    }
+    if let Some(d) = &c.domain {
+        if d.is_empty() || !attribute_value(d) {
+            errs.push(
+                format!("{path}.domain"),
+                format!("{d:?} is not a valid cookie domain"),
+            );
+        }
+        attributes.push_str("; Domain=");
+        attributes.push_str(d);
+    }
+    if c.secure {
+        attributes.push_str("; Secure");
+    }
+    if c.http_only {
+        attributes.push_str("; HttpOnly");
+    }
+    if let Some(s) = &c.same_site {
+        let v = match s.to_ascii_lowercase().as_str() {
+            "strict" => Some("Strict"),
+            "lax" => Some("Lax"),
+            "none" => Some("None"),
+            _ => None,
+        };
+        match v {
+            Some(v) => {
+                if v == "None" && !c.secure {
+                    errs.push(
+                        format!("{path}.same_site"),
+                        "\"None\" requires \"secure\": true (browsers drop the cookie otherwise)",
+                    );
+                }
+                attributes.push_str("; SameSite=");
+                attributes.push_str(v);
+            }
+            None => errs.push(
+                format!("{path}.same_site"),
+                format!("{s:?} must be \"Strict\", \"Lax\" or \"None\""),
+            ),
+        }
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(StickyCookie {
+        name: c.name.clone(),
+        attributes,
+    })
+}
+
+fn compile_rule(r: &RawRule, variants: &[Variant], path: &str, errs: &mut Errors) -> Option<Rule> {
+    let before = errs.len();
+    let variant = variants.iter().position(|v| v.name == r.variant);
+    if variant.is_none() && !variants.is_empty() {
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        errs.push(
+            format!("{path}.variant"),
+            format!("unknown variant {:?}; the policy has {names:?}", r.variant),
+        );
+    }
+    if r.matches.is_empty() {
+        errs.push(format!("{path}.match"), "must list at least one condition");
+    }
+    let conditions: Vec<Condition> = r
+        .matches
+        .iter()
+        .enumerate()
+        .filter_map(|(k, m)| compile_condition(m, &format!("{path}.match[{k}]"), errs))
+        .collect();
+    if errs.len() != before {
+        return None;
+    }
+    variant.map(|variant| Rule {
+        variant,
+        conditions,
+    })
+}
+
+fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Condition> {
+    let sources = [m.header.is_some(), m.cookie.is_some(), m.query.is_some()]
+        .iter()
+        .filter(|s| **s)
+        .count();
+    if sources != 1 {
+        errs.push(
+            path,
+            "a condition sets exactly one of \"header\", \"cookie\", \"query\"",
+        );
+    }
+    let ops = [
+        m.exact.is_some(),
+        m.prefix.is_some(),
+        m.suffix.is_some(),
+        m.contains.is_some(),
+        m.present.is_some(),
+        m.regex.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if ops != 1 {
+        errs.push(
+            path,
+            "a condition sets exactly one of \"exact\", \"prefix\", \"suffix\", \"contains\", \"present\", \"regex\"",
+        );
+    }
+    if sources != 1 || ops != 1 {
+        return None;
+    }
+    let source = compile_source(&m.header, &m.cookie, &m.query, path, errs)?;
+    let op = if let Some(v) = &m.exact {
+        Op::Exact(v.clone())
+    } else if let Some(v) = &m.prefix {
+        Op::Prefix(v.clone())
+    } else if let Some(v) = &m.suffix {
+        Op::Suffix(v.clone())
+    } else if let Some(v) = &m.contains {
+        Op::Contains(v.clone())
+    } else if let Some(v) = m.present {
+        Op::Present(v)
+    } else if let Some(re) = &m.regex {
+        // Whole-value match, as Envoy's and Istio's `regex` string matchers do.
+        match regex_lite::RegexBuilder::new(&format!("^(?:{re})$"))
+            .size_limit(MAX_REGEX_SIZE)
+            .nest_limit(MAX_REGEX_NEST)
+            .build()
+        {
+            Ok(r) => Op::Regex(r),
+            Err(e) => {
+                errs.push(format!("{path}.regex"), format!("invalid regex {re:?}: {e}"));
+                return None;
+            }
+        }
+    } else {
+        return None;
+    };
+    Some(Condition { source, op })
+}
+
+/// Compiled size limit of one regex, in bytes.
+pub const MAX_REGEX_SIZE: usize = 256 * 1024;
+/// Nesting limit of one regex.
+pub const MAX_REGEX_NEST: u32 = 64;
+
+/// Policy and variant names: they end up in headers, route matches and stat names.
+fn name(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("name must not be empty".into());
+    }
+    if n.len() > MAX_NAME_LEN {
+        return Err(format!("name {n:?} is longer than {MAX_NAME_LEN} characters"));
+    }
+    if !n
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "name {n:?} may only hold letters, digits, '-' and '_'"
+        ));
+    }
+    Ok(())
+}
+
+/// An HTTP header name (RFC 9110 token), returned lowercase.
+fn header_name(h: &str) -> Result<String, String> {
+    if h.is_empty() {
+        return Err("header name must not be empty".into());
+    }
+    if h.starts_with(':') {
+        return Err(format!("{h:?}: pseudo-headers cannot be used here"));
+    }
+    if !h.bytes().all(is_tchar) {
+        return Err(format!("{h:?} is not a valid header name"));
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
+fn cookie_name(c: &str) -> Result<(), String> {
+    if c.is_empty() || !c.bytes().all(is_tchar) {
+        return Err(format!("{c:?} is not a valid cookie name"));
+    }
+    Ok(())
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn attribute_value(v: &str) -> bool {
+    v.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
+}
+
+/// A host selector: `reviews`, `*.example.com` or `*`, returned lowercase.
+fn host_pattern(h: &str) -> Result<String, String> {
+    let lower = h.to_ascii_lowercase();
+    if lower.is_empty() {
+        return Err("host must not be empty".into());
+    }
+    if lower == "*" {
+        return Ok(lower);
+    }
+    let rest = lower.strip_prefix("*.").unwrap_or(&lower);
+    if rest.is_empty() || rest.contains('*') {
+        return Err(format!(
+            "{h:?}: a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")"
+        ));
+    }
+    if rest.contains(':') && !rest.starts_with('[') {
+        return Err(format!(
+            "{h:?}: hosts are matched without port; remove the \":port\""
+        ));
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    {
+        return Err(format!("{h:?} is not a valid host name"));
+    }
+    Ok(lower)
+}

@@ -1,0 +1,215 @@
+//! The decision function: (compiled config, request, random source) → decision.
+//!
+//! Order of precedence inside the policy that applies:
+//! 1. `trusted`: `trust_incoming` is on and the incoming variant header names a variant;
+//! 2. `rule`: the first rule whose conditions all hold;
+//! 3. `sticky_key`: the first sticky key present (non-empty) gives the bucket;
+//! 4. `sticky_cookie`: the policy's sticky cookie is present and gives the bucket;
+//! 5. `minted_cookie`: a sticky cookie is configured but absent: a fresh id is minted,
+//!    bucketed, and returned to be set on the response;
+//! 6. `weight`: a random bucket.
+
+use std::borrow::Cow;
+
+use crate::compile::{Condition, Config, Key, Op, Policy, Source};
+use crate::request::{address_ip, cookie, normalize_host, query_in, RequestView};
+use crate::{bucket, Random};
+
+/// Why a request got its variant. The names are the `reason` label of the stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Rule,
+    StickyKey,
+    StickyCookie,
+    MintedCookie,
+    Weight,
+    Trusted,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Rule,
+        Reason::StickyKey,
+        Reason::StickyCookie,
+        Reason::MintedCookie,
+        Reason::Weight,
+        Reason::Trusted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::StickyKey => "sticky_key",
+            Reason::StickyCookie => "sticky_cookie",
+            Reason::MintedCookie => "minted_cookie",
+            Reason::Weight => "weight",
+            Reason::Trusted => "trusted",
+        }
+    }
+}
+
+/// Length of a minted sticky id: 128 random bits as lowercase hex.
+pub const MINTED_ID_LEN: usize = 32;
+
+/// A freshly minted sticky id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MintedId([u8; MINTED_ID_LEN]);
+
+impl MintedId {
+    fn generate(rng: &mut impl Random) -> MintedId {
+        let mut raw = [0u8; MINTED_ID_LEN / 2];
+        rng.fill(&mut raw);
+        let mut out = [0u8; MINTED_ID_LEN];
+        for (pair, b) in out.chunks_exact_mut(2).zip(raw) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            if let [hi, lo] = pair {
+                *hi = HEX[usize::from(b >> 4)];
+                *lo = HEX[usize::from(b & 0x0f)];
+            }
+        }
+        MintedId(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for MintedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MintedId({})", self.as_str())
+    }
+}
+
+/// The outcome for a request that a policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the policy in [`Config::policies`].
+    pub policy: usize,
+    /// Index of the variant in [`Policy::variants`].
+    pub variant: usize,
+    pub reason: Reason,
+    /// The bucket (`0..BUCKETS`) when the variant came from the weights.
+    pub bucket: Option<u16>,
+    /// A minted sticky id, to be sent back in `Set-Cookie`.
+    pub minted: Option<MintedId>,
+}
+
+impl Config {
+    /// Which policy applies to the request, if any: the first in configuration order whose
+    /// selectors (hosts, path prefix, routes) all match.
+    pub fn find_policy<R: RequestView>(&self, req: &R) -> Option<usize> {
+        let host = normalize_host(req.header(":authority").unwrap_or_default());
+        let path = req.header(":path").unwrap_or("/");
+        self.index.find(&host, || req.route_name(), |i| {
+            self.policies
+                .get(i as usize)
+                .is_some_and(|p| p.selectors_match(path, req))
+        })
+    }
+
+    /// Decides the variant of a request; `None` when no policy applies.
+    pub fn decide<R: RequestView>(&self, req: &R, rng: &mut impl Random) -> Option<Decision> {
+        let index = self.find_policy(req)?;
+        let policy = self.policies.get(index)?;
+        Some(policy.decide(index, &self.variant_header, req, rng))
+    }
+}
+
+impl Policy {
+    /// Path prefix and routes (hosts are matched by the index).
+    fn selectors_match<R: RequestView>(&self, path: &str, req: &R) -> bool {
+        if let Some(prefix) = &self.path_prefix {
+            if !path.starts_with(prefix.as_str()) {
+                return false;
+            }
+        }
+        if let Some(routes) = &self.routes {
+            match req.route_name() {
+                Some(name) if routes.iter().any(|r| r == name) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    fn decide<R: RequestView>(
+        &self,
+        index: usize,
+        variant_header: &str,
+        req: &R,
+        rng: &mut impl Random,
+    ) -> Decision {
+        let decision = |variant, reason, bucket, minted| Decision {
+            policy: index,
+            variant,
+            reason,
+            bucket,
+            minted,
+        };
+        if self.trust_incoming {
+            if let Some(v) = req.header(variant_header).and_then(|v| self.variant_index(v)) {
+                return decision(v, Reason::Trusted, None, None);
+            }
+        }
+        if let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.conditions.iter().all(|c| c.holds(req)))
+        {
+            return decision(rule.variant, Reason::Rule, None, None);
+        }
+        for key in &self.keys {
+            let value = match key {
+                Key::Value(source) => source.read(req),
+                Key::SourceIp => req.source_address().map(|a| Cow::Borrowed(address_ip(a))),
+            };
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                let b = bucket(&self.salt_prefix, value.as_bytes());
+                return decision(self.variant_for_bucket(b), Reason::StickyKey, Some(b), None);
+            }
+        }
+        if let Some(c) = &self.cookie {
+            if let Some(value) = cookie(req, &c.name).filter(|v| !v.is_empty()) {
+                let b = bucket(&self.salt_prefix, value.as_bytes());
+                return decision(self.variant_for_bucket(b), Reason::StickyCookie, Some(b), None);
+            }
+            let id = MintedId::generate(rng);
+            let b = bucket(&self.salt_prefix, id.as_str().as_bytes());
+            return decision(
+                self.variant_for_bucket(b),
+                Reason::MintedCookie,
+                Some(b),
+                Some(id),
+            );
+        }
+        let b = (rng.next_u64() % u64::from(crate::BUCKETS)) as u16;
+        decision(self.variant_for_bucket(b), Reason::Weight, Some(b), None)
+    }
+}
+
+impl Source {
+    fn read<'a, R: RequestView>(&self, req: &'a R) -> Option<Cow<'a, str>> {
+        match self {
+            Source::Header(name) => req.header(name).map(Cow::Borrowed),
+            Source::Cookie(name) => cookie(req, name).map(Cow::Borrowed),
+            Source::Query(name) => query_in(req.header(":path")?, name),
+        }
+    }
+}
+
+impl Condition {
+    fn holds<R: RequestView>(&self, req: &R) -> bool {
+        let value = self.source.read(req);
+        match (&self.op, value.as_deref()) {
+            (Op::Present(want), v) => v.is_some() == *want,
+            (_, None) => false,
+            (Op::Exact(s), Some(v)) => v == s,
+            (Op::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
+            (Op::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
+            (Op::Contains(s), Some(v)) => v.contains(s.as_str()),
+            (Op::Regex(re), Some(v)) => re.is_match(v),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Finding the first policy that applies to a request without scanning every policy.
+//!
+//! Each policy is filed under its primary selector: every exact host in one hash map, every
+//! `*.suffix` wildcard in another, route-only policies by route name, and the rest in a list
+//! that every request considers. Each bucket holds policy indices in ascending order, so the
+//! first policy that applies is the smallest index, over all candidate buckets, whose remaining
+//! selectors (path prefix, routes) match.
+
+use hashbrown::HashMap;
+
+use crate::compile::Policy;
+
+#[derive(Debug, Default)]
+pub(crate) struct PolicyIndex {
+    exact: HashMap<String, Vec<u32>>,
+    /// Keyed by the suffix with its leading dot: `*.example.com` → `.example.com`.
+    wildcard: HashMap<String, Vec<u32>>,
+    /// Policies without hosts but with routes, by route name.
+    routes: HashMap<String, Vec<u32>>,
+    /// Policies that apply to any host (no `hosts`, or `*`) and have no route-only filing.
+    any: Vec<u32>,
+    uses_routes: bool,
+}
+
+impl PolicyIndex {
+    pub(crate) fn build(policies: &[Policy]) -> PolicyIndex {
+        let mut ix = PolicyIndex::default();
+        for (i, p) in policies.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            if p.routes.is_some() {
+                ix.uses_routes = true;
+            }
+            match &p.hosts {
+                Some(hosts) if !hosts.iter().any(|h| h == "*") => {
+                    for h in hosts {
+                        let (map, key) = match h.strip_prefix('*') {
+                            Some(suffix) => (&mut ix.wildcard, suffix),
+                            None => (&mut ix.exact, h.as_str()),
+                        };
+                        let list = map.entry(key.to_string()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+                _ => match &p.routes {
+                    Some(routes) => {
+                        for r in routes {
+                            let list = ix.routes.entry(r.clone()).or_default();
+                            if list.last() != Some(&i) {
+                                list.push(i);
+                            }
+                        }
+                    }
+                    None => ix.any.push(i),
+                },
+            }
+        }
+        ix
+    }
+
+    pub(crate) fn uses_routes(&self) -> bool {
+        self.uses_routes
+    }
+
+    /// The first policy (lowest index) among those filed for `host` or `route` that `applies`.
+    /// `host` is lowercase and without port; `route` is only called when route-only policies
+    /// exist.
+    pub(crate) fn find<'r>(
+        &self,
+        host: &str,
+        route: impl FnOnce() -> Option<&'r str>,
+        mut applies: impl FnMut(u32) -> bool,
+    ) -> Option<usize> {
+        let mut best = u32::MAX;
+        let mut consider = |list: &[u32]| {
+            for &i in list {
+                if i >= best {
+                    break;
+                }
+                if applies(i) {
+                    best = i;
+                    break;
+                }
+            }
+        };
+        if let Some(list) = self.exact.get(host) {
+            consider(list);
+        }
+        if !self.wildcard.is_empty() {
+            // `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+            for (pos, _) in host.match_indices('.').filter(|(pos, _)| *pos > 0) {
+                if let Some(list) = host.get(pos..).and_then(|s| self.wildcard.get(s)) {
+                    consider(list);
+                }
+            }
+        }
+        if !self.routes.is_empty() {
+            if let Some(list) = route().and_then(|r| self.routes.get(r)) {
+                consider(list);
+            }
+        }
+        consider(&self.any);
+        (best != u32::MAX).then_some(best as usize)
+    }
+}
