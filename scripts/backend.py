@@ -17,6 +17,7 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -27,12 +28,10 @@ def main() -> None:
                 "path": self.path,
                 "variant_header": self.headers.get("x-canary-variant"),
             }).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.send_header("x-served-by", name)
-            self.end_headers()
-            self.wfile.write(body)
+            head = (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nx-served-by: {name}\r\n\r\n")
+            # One write per response, Nagle off: no delayed-ACK stalls on keep-alive.
+            self.wfile.write(head.encode() + body)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
 

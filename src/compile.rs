@@ -4,7 +4,9 @@
 //! names, bucket ranges, compiled regexes, the `Set-Cookie` attribute suffix, the host index.
 //! The per-request path ([`crate::decide`]) only reads this structure.
 
-use crate::config::{RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, DEFAULT_VARIANT_HEADER};
+use crate::config::{
+    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, DEFAULT_VARIANT_HEADER,
+};
 use crate::error::{ConfigErrors, Errors};
 use crate::index::PolicyIndex;
 use crate::BUCKETS;
@@ -190,7 +192,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
     if bytes.len() > MAX_CONFIG_BYTES {
         return Err(ConfigErrors::single(
             "(config)",
-            format!("configuration is {} bytes; the limit is {MAX_CONFIG_BYTES}", bytes.len()),
+            format!(
+                "configuration is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -202,7 +207,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(config)".to_string() } else { path };
+        // serde_path_to_error says "." for the root and "?" where it lost track (e.g. at EOF).
+        let path = if path == "." || path == "?" {
+            "(config)".to_string()
+        } else {
+            path
+        };
         ConfigErrors::single(path, e.inner().to_string())
     })
 }
@@ -232,7 +242,10 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
         if let Some(first) = seen.insert(p.name.as_str(), i) {
             errs.push(
                 format!("{path}.name"),
-                format!("duplicate policy name {:?} (also policies[{first}])", p.name),
+                format!(
+                    "duplicate policy name {:?} (also policies[{first}])",
+                    p.name
+                ),
             );
         }
         if let Some(policy) = compile_policy(p, &path, &mut errs) {
@@ -259,7 +272,10 @@ fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy
 
     let hosts = p.hosts.as_ref().map(|hosts| {
         if hosts.is_empty() {
-            errs.push(format!("{path}.hosts"), "must not be empty; omit it to match any host");
+            errs.push(
+                format!("{path}.hosts"),
+                "must not be empty; omit it to match any host",
+            );
         }
         hosts
             .iter()
@@ -276,24 +292,36 @@ fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy
 
     if let Some(prefix) = &p.path_prefix {
         if !prefix.starts_with('/') {
-            errs.push(format!("{path}.path_prefix"), format!("{prefix:?} must start with '/'"));
+            errs.push(
+                format!("{path}.path_prefix"),
+                format!("{prefix:?} must start with '/'"),
+            );
         }
     }
 
     if let Some(routes) = &p.routes {
         if routes.is_empty() {
-            errs.push(format!("{path}.routes"), "must not be empty; omit it to match any route");
+            errs.push(
+                format!("{path}.routes"),
+                "must not be empty; omit it to match any route",
+            );
         }
         for (j, r) in routes.iter().enumerate() {
             if r.is_empty() {
-                errs.push(format!("{path}.routes[{j}]"), "route name must not be empty");
+                errs.push(
+                    format!("{path}.routes[{j}]"),
+                    "route name must not be empty",
+                );
             }
         }
     }
 
     let salt = p.salt.as_deref().unwrap_or(&p.name);
     if p.salt.as_deref() == Some("") {
-        errs.push(format!("{path}.salt"), "must not be empty; omit it to use the policy name");
+        errs.push(
+            format!("{path}.salt"),
+            "must not be empty; omit it to use the policy name",
+        );
     }
     let mut salt_prefix = Vec::with_capacity(salt.len() + 1);
     salt_prefix.extend_from_slice(salt.as_bytes());
@@ -364,7 +392,10 @@ fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> Vec<Variant
         if let Some(first) = out.iter().position(|o| o.name == v.name) {
             errs.push(
                 format!("{vpath}.name"),
-                format!("duplicate variant name {:?} (also {path}.variants[{first}])", v.name),
+                format!(
+                    "duplicate variant name {:?} (also {path}.variants[{first}])",
+                    v.name
+                ),
             );
         }
         let bp = match weight_bp(v.weight) {
@@ -413,7 +444,9 @@ fn format_percent(bp: u32) -> String {
 /// A percentage with at most two decimals, as basis points.
 fn weight_bp(w: f64) -> Result<u16, String> {
     if !w.is_finite() || !(0.0..=100.0).contains(&w) {
-        return Err(format!("weight {w} must be between 0 and 100 (a percentage)"));
+        return Err(format!(
+            "weight {w} must be between 0 and 100 (a percentage)"
+        ));
     }
     let scaled = w * 100.0;
     let rounded = scaled.round();
@@ -443,7 +476,10 @@ fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
     }
     if let Some(ip) = k.source_ip {
         if !ip {
-            errs.push(format!("{path}.source_ip"), "must be true; remove the key to disable it");
+            errs.push(
+                format!("{path}.source_ip"),
+                "must be true; remove the key to disable it",
+            );
             return None;
         }
         return Some(Key::SourceIp);
@@ -476,7 +512,10 @@ fn compile_source(
         }
     } else if let Some(q) = query {
         if q.is_empty() {
-            errs.push(format!("{path}.query"), "query parameter name must not be empty");
+            errs.push(
+                format!("{path}.query"),
+                "query parameter name must not be empty",
+            );
             None
         } else {
             Some(Source::Query(q.clone()))
@@ -625,15 +664,21 @@ fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Cond
     } else if let Some(v) = m.present {
         Op::Present(v)
     } else if let Some(re) = &m.regex {
-        // Whole-value match, as Envoy's and Istio's `regex` string matchers do.
-        match regex_lite::RegexBuilder::new(&format!("^(?:{re})$"))
-            .size_limit(MAX_REGEX_SIZE)
-            .nest_limit(MAX_REGEX_NEST)
-            .build()
-        {
+        // Checked alone first, then anchored: whole-value match, as Envoy's and Istio's
+        // `regex` string matchers do (`a)|(b` must not become the valid `^(?:a)|(b)$`).
+        let build = |pattern: &str| {
+            regex_lite::RegexBuilder::new(pattern)
+                .size_limit(MAX_REGEX_SIZE)
+                .nest_limit(MAX_REGEX_NEST)
+                .build()
+        };
+        match build(re).and_then(|_| build(&format!("^(?:{re})$"))) {
             Ok(r) => Op::Regex(r),
             Err(e) => {
-                errs.push(format!("{path}.regex"), format!("invalid regex {re:?}: {e}"));
+                errs.push(
+                    format!("{path}.regex"),
+                    format!("invalid regex {re:?}: {e}"),
+                );
                 return None;
             }
         }
@@ -654,7 +699,9 @@ fn name(n: &str) -> Result<(), String> {
         return Err("name must not be empty".into());
     }
     if n.len() > MAX_NAME_LEN {
-        return Err(format!("name {n:?} is longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "name {n:?} is longer than {MAX_NAME_LEN} characters"
+        ));
     }
     if !n
         .bytes()
@@ -696,9 +743,14 @@ fn attribute_value(v: &str) -> bool {
     v.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
 }
 
-/// A host selector: `reviews`, `*.example.com` or `*`, returned lowercase.
+/// A host selector: `reviews`, `*.example.com` or `*`, returned lowercase without a trailing
+/// dot (requests are normalized the same way).
 fn host_pattern(h: &str) -> Result<String, String> {
     let lower = h.to_ascii_lowercase();
+    let lower = match lower.strip_suffix('.') {
+        Some(stripped) if !stripped.ends_with('*') => stripped.to_string(),
+        _ => lower,
+    };
     if lower.is_empty() {
         return Err("host must not be empty".into());
     }
@@ -711,7 +763,13 @@ fn host_pattern(h: &str) -> Result<String, String> {
             "{h:?}: a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")"
         ));
     }
-    if rest.contains(':') && !rest.starts_with('[') {
+    let has_port = match rest.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .is_none_or(|(_, after)| !after.is_empty()),
+        None => rest.contains(':'),
+    };
+    if has_port {
         return Err(format!(
             "{h:?}: hosts are matched without port; remove the \":port\""
         ));

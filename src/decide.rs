@@ -102,11 +102,15 @@ impl Config {
     pub fn find_policy<R: RequestView>(&self, req: &R) -> Option<usize> {
         let host = normalize_host(req.header(":authority").unwrap_or_default());
         let path = req.header(":path").unwrap_or("/");
-        self.index.find(&host, || req.route_name(), |i| {
-            self.policies
-                .get(i as usize)
-                .is_some_and(|p| p.selectors_match(path, req))
-        })
+        self.index.find(
+            &host,
+            || req.route_name(),
+            |i| {
+                self.policies
+                    .get(i as usize)
+                    .is_some_and(|p| p.selectors_match(path, req))
+            },
+        )
     }
 
     /// Decides the variant of a request; `None` when no policy applies.
@@ -149,7 +153,10 @@ impl Policy {
             minted,
         };
         if self.trust_incoming {
-            if let Some(v) = req.header(variant_header).and_then(|v| self.variant_index(v)) {
+            if let Some(v) = req
+                .header(variant_header)
+                .and_then(|v| self.variant_index(v))
+            {
                 return decision(v, Reason::Trusted, None, None);
             }
         }
@@ -173,7 +180,12 @@ impl Policy {
         if let Some(c) = &self.cookie {
             if let Some(value) = cookie(req, &c.name).filter(|v| !v.is_empty()) {
                 let b = bucket(&self.salt_prefix, value.as_bytes());
-                return decision(self.variant_for_bucket(b), Reason::StickyCookie, Some(b), None);
+                return decision(
+                    self.variant_for_bucket(b),
+                    Reason::StickyCookie,
+                    Some(b),
+                    None,
+                );
             }
             let id = MintedId::generate(rng);
             let b = bucket(&self.salt_prefix, id.as_str().as_bytes());

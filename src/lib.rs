@@ -95,3 +95,5 @@ impl Random for SplitMix64 {
         z ^ (z >> 31)
     }
 }
+#[cfg(test)]
+mod tests;

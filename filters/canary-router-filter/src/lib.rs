@@ -34,7 +34,11 @@ impl RootContext for Root {
                 log::info!(
                     "configured {} polic{}, variant header {:?}",
                     config.policies().len(),
-                    if config.policies().len() == 1 { "y" } else { "ies" },
+                    if config.policies().len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
                     config.variant_header()
                 );
                 self.config = Some(Rc::new(config));

@@ -1,0 +1,68 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import WASM, Backend, Envoy, bootstrap_for  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    if not WASM.exists():
+        pytest.exit(f"{WASM} is missing: run scripts/build.sh (scripts/test.sh does)", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def backends():
+    """Backends by name, started on first use and shared by all tests."""
+    started: dict[str, Backend] = {}
+
+    class Pool(dict):
+        def __missing__(self, name):
+            started[name] = Backend(name)
+            return started[name]
+
+        def some(self, *names):
+            return {n: self[n] for n in names}
+
+    yield Pool()
+    for b in started.values():
+        b.stop()
+
+
+@pytest.fixture
+def envoys(tmp_path, request):
+    """Starts Envoys for one test and stops them after it; prints their logs on failure."""
+    running: list[Envoy] = []
+
+    def start(bootstrap: dict, concurrency: int = 2, name: str | None = None) -> Envoy:
+        e = Envoy(bootstrap, tmp_path, concurrency, name or f"envoy{len(running)}")
+        running.append(e)
+        return e
+
+    yield start
+    for e in running:
+        e.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for e in running:
+            print(f"--- {e.log_path} (last 40 lines)")
+            print("\n".join(e.log().splitlines()[-40:]))
+
+
+@pytest.fixture
+def proxy(envoys, backends):
+    """proxy(config, variants) → an Envoy running `config` with a route per variant."""
+
+    def start(config, variants=("canary", "stable"), **kw):
+        return envoys(bootstrap_for(config, backends.some(*variants), list(variants), **kw))
+
+    return start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

