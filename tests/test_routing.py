@@ -199,11 +199,20 @@ def test_forged_variant_header_is_overwritten(proxy):
     assert b"x-served-by: stable" in r and b'"variant_header": "stable"' in r
 
 
-def test_forged_header_cannot_pick_the_route_a_policy_selects_on(proxy):
-    """Policies selecting on route names see the route the request gets without the header."""
-    envoy = proxy(config(policy([("canary", 0), ("stable", 100)], routes=["default"])))
-    r = envoy.request("/", {"x-canary-variant": "canary"})
-    assert r.served_by == "stable"
+def test_routes_selector_sees_the_route_matched_on_arrival(proxy):
+    """Envoy matches the route before filters run, so `routes` sees the route the request got
+    as it arrived (a forged header may have picked a variant route). Listing the variant routes
+    in the policy, as the README advises, makes the filter overwrite the forged header."""
+    only_default = proxy(config(policy([("canary", 0), ("stable", 100)], routes=["default"])))
+    assert only_default.request("/").served_by == "stable"
+    assert only_default.request("/").json["variant_header"] == "stable"
+    # The forged header picked route variant-canary, which this policy does not select.
+    assert only_default.request("/", {"x-canary-variant": "canary"}).json["variant_header"] == "canary"
+
+    all_routes = proxy(config(policy([("canary", 0), ("stable", 100)],
+                                     routes=["default", "variant-canary", "variant-stable"])))
+    r = all_routes.request("/", {"x-canary-variant": "canary"})
+    assert r.served_by == "stable" and r.json["variant_header"] == "stable"
 
 
 def test_trust_incoming(proxy):

@@ -29,11 +29,6 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> Status;
-    fn proxy_remove_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-    ) -> Status;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -147,14 +142,6 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
     match unsafe {
         proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     } {
-        Status::Ok => Ok(()),
-        s => Err(s),
-    }
-}
-
-pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
-    // SAFETY: pointer and length describe a live slice for the duration of the call.
-    match unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) } {
         Status::Ok => Ok(()),
         s => Err(s),
     }

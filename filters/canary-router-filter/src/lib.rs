@@ -84,24 +84,7 @@ impl HttpContext for Request {
         let req = HostRequest::read();
         let header = config.variant_header();
 
-        // A client-sent variant header could steer route selection before we decide. When
-        // policies select on route names, take it away first so the route name we read is the
-        // one the request gets on its own merits.
-        let mut removed = None;
-        if config.uses_routes() {
-            if let Some(v) = req.header(header) {
-                removed = Some(v.to_owned());
-                let _ = host::remove_header(MapType::HttpRequestHeaders, header);
-                clear_route_cache();
-            }
-        }
-
         let Some(d) = config.decide(&req, &mut HostRandom) else {
-            if let Some(v) = removed {
-                // No policy applies: the request passes as it came.
-                let _ = host::replace_header(MapType::HttpRequestHeaders, header, &v);
-                clear_route_cache();
-            }
             return Action::Continue;
         };
         let Some(policy) = config.policy(d.policy) else {
