@@ -39,6 +39,7 @@ if [[ $want_test == 1 ]]; then
   fi
   if [[ "$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')" != "$wbg" ]]; then
     log "cargo install wasm-bindgen-cli@$wbg (once; a few minutes)"
-    cargo install -q --locked --root "$TOOLS" "wasm-bindgen-cli@$wbg"
+    # Not --locked: its lockfile pins crates newer than some registry mirrors carry.
+    cargo install -q --root "$TOOLS" "wasm-bindgen-cli@$wbg"
   fi
 fi

