@@ -4,7 +4,7 @@
     backend.py NAME [PORT]      (PORT 0 or absent: any free port)
 
 Prints "listening PORT" once ready. The response body is JSON: the backend's name, the request
-path and the variant header it received; the header `x-served-by` carries the name too.
+path and the variant header(s) it received; the header `x-served-by` carries the name too.
 """
 import http.client
 import json
@@ -33,6 +33,7 @@ def main() -> None:
                 "served_by": name,
                 "path": self.path,
                 "variant_header": self.headers.get("x-canary-variant"),
+                "variant_headers": self.headers.get_all("x-canary-variant") or [],
             }).encode()
             head = (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(body)}\r\nx-served-by: {name}\r\n\r\n")
