@@ -458,15 +458,12 @@ fn weight_bp(w: f64) -> Result<u16, String> {
 }
 
 fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
-    let set = [
+    let set = count_set(&[
         k.header.is_some(),
         k.cookie.is_some(),
         k.query.is_some(),
         k.source_ip.is_some(),
-    ]
-    .iter()
-    .filter(|s| **s)
-    .count();
+    ]);
     if set != 1 {
         errs.push(
             path,
@@ -485,6 +482,11 @@ fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
         return Some(Key::SourceIp);
     }
     compile_source(&k.header, &k.cookie, &k.query, path, errs).map(Key::Value)
+}
+
+/// How many of a set of mutually exclusive fields are given.
+fn count_set(given: &[bool]) -> usize {
+    given.iter().filter(|g| **g).count()
 }
 
 fn compile_source(
@@ -622,27 +624,21 @@ fn compile_rule(r: &RawRule, variants: &[Variant], path: &str, errs: &mut Errors
 }
 
 fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Condition> {
-    let sources = [m.header.is_some(), m.cookie.is_some(), m.query.is_some()]
-        .iter()
-        .filter(|s| **s)
-        .count();
+    let sources = count_set(&[m.header.is_some(), m.cookie.is_some(), m.query.is_some()]);
     if sources != 1 {
         errs.push(
             path,
             "a condition sets exactly one of \"header\", \"cookie\", \"query\"",
         );
     }
-    let ops = [
+    let ops = count_set(&[
         m.exact.is_some(),
         m.prefix.is_some(),
         m.suffix.is_some(),
         m.contains.is_some(),
         m.present.is_some(),
         m.regex.is_some(),
-    ]
-    .iter()
-    .filter(|s| **s)
-    .count();
+    ]);
     if ops != 1 {
         errs.push(
             path,
