@@ -26,6 +26,15 @@ WASM = ROOT / "dist" / "canary-router.wasm"
 CONFIG_DIR = ROOT / "envoy-config"
 BUCKETS = 10_000
 
+def _die_with_parent() -> None:
+    """Child processes (Envoy, backends) get SIGKILL when the test process dies, however."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 # Distinct --base-id per Envoy so that several can run at once (shared memory regions).
 _base_ids = itertools.count((os.getpid() % 5000) * 10)
 
@@ -60,6 +69,7 @@ class Backend:
             [sys.executable, str(ROOT / "scripts" / "backend.py"), name, "0"],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent,
         )
         line = self.proc.stdout.readline()
         if not line.startswith("listening "):
@@ -94,7 +104,7 @@ class Envoy:
             [envoy_binary(), "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
              "--concurrency", str(concurrency), "-l", "info",
              "--admin-address-path", str(admin_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 60
         while True:

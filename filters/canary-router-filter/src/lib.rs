@@ -78,7 +78,7 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else {
+        let Some(config) = &self.config else {
             return Action::Continue;
         };
         let req = HostRequest::read();
@@ -94,12 +94,13 @@ impl HttpContext for Request {
         let _ = host::replace_header(MapType::HttpRequestHeaders, header, variant);
         clear_route_cache();
 
-        if let (Some(id), Some(cookie)) = (d.minted, policy.sticky_cookie()) {
-            self.set_cookie = Some(cookie.set_cookie_value(id.as_str()));
-        }
-        if config.expose_variant() {
-            self.expose = Some((d.policy, d.variant));
-        }
+        let set_cookie = match (d.minted, policy.sticky_cookie()) {
+            (Some(id), Some(cookie)) => Some(cookie.set_cookie_value(id.as_str())),
+            _ => None,
+        };
+        let expose = config.expose_variant().then_some((d.policy, d.variant));
+        self.set_cookie = set_cookie;
+        self.expose = expose;
         Action::Continue
     }
 
