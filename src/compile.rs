@@ -5,10 +5,11 @@
 //! The per-request path ([`crate::decide`]) only reads this structure.
 
 use crate::config::{
-    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, DEFAULT_VARIANT_HEADER,
+    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, RawVariant, DEFAULT_VARIANT_HEADER,
 };
-use crate::error::{ConfigErrors, Errors};
+use crate::error::{ConfigError, ConfigErrors, Errors};
 use crate::index::PolicyIndex;
+use crate::overrides::{apply_node_overrides, Environment};
 use crate::BUCKETS;
 
 /// Largest configuration document accepted, in bytes.
@@ -23,12 +24,24 @@ pub struct Config {
     pub(crate) expose_variant: bool,
     pub(crate) policies: Vec<Policy>,
     pub(crate) index: PolicyIndex,
+    pub(crate) warnings: Vec<ConfigError>,
 }
 
 impl Config {
     /// Parses and compiles a JSON plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
-        compile(&parse_json(bytes)?)
+        Config::from_json_in(bytes, &Environment::default())
+    }
+
+    /// Parses and compiles a JSON plugin configuration for a proxy with node metadata `env`.
+    pub fn from_json_in(bytes: &[u8], env: &Environment) -> Result<Config, ConfigErrors> {
+        compile_in(&parse_json(bytes)?, env)
+    }
+
+    /// Problems in node metadata overrides: each disabled its own override; the configuration
+    /// works without them.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
     }
 
     /// The request header the decision is written to (lowercase).
@@ -66,6 +79,7 @@ pub struct Policy {
     pub(crate) salt_prefix: Vec<u8>,
     pub(crate) trust_incoming: bool,
     pub(crate) variants: Vec<Variant>,
+    pub(crate) split: Split,
     pub(crate) keys: Vec<Key>,
     pub(crate) cookie: Option<StickyCookie>,
     pub(crate) rules: Vec<Rule>,
@@ -84,12 +98,15 @@ impl Policy {
         self.variants.get(index)
     }
 
-    /// The variant that owns `bucket` (`0 <= bucket < BUCKETS`).
+    /// The variant that owns `bucket` under the split in force (plugin configuration with node
+    /// metadata overrides applied).
     pub fn variant_for_bucket(&self, bucket: u16) -> usize {
-        self.variants
-            .iter()
-            .position(|v| bucket < v.end)
-            .unwrap_or(self.variants.len().saturating_sub(1))
+        self.split.variant_for_bucket(bucket)
+    }
+
+    /// The weights in force (plugin configuration with node metadata overrides applied).
+    pub fn split(&self) -> &Split {
+        &self.split
     }
 
     /// Index of the variant called `name`, if any.
@@ -103,27 +120,78 @@ impl Policy {
     }
 }
 
-/// A variant with its share of the bucket space: it owns buckets `start..end`.
+/// A variant of a policy. Its share of traffic is in the policy's [`Split`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
     pub(crate) name: String,
-    /// Weight in basis points (1/100 of a percent): 10 % is 1000.
-    pub(crate) weight_bp: u16,
-    pub(crate) start: u16,
-    pub(crate) end: u16,
 }
 
 impl Variant {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
 
-    pub fn weight_bp(&self) -> u16 {
-        self.weight_bp
+/// The weights in force for a policy: variant `i` owns buckets `start(i)..ends[i]`, in the
+/// listed order. A disabled split sends everything to the last variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    weights_bp: Vec<u16>,
+    ends: Vec<u16>,
+    enabled: bool,
+}
+
+impl Split {
+    /// `weights_bp` are basis points (1/100 of a percent) per variant, summing to 10 000.
+    pub(crate) fn new(weights_bp: Vec<u16>, enabled: bool) -> Split {
+        let mut end: u16 = 0;
+        let ends = weights_bp
+            .iter()
+            .map(|w| {
+                end = end.saturating_add(*w).min(BUCKETS);
+                end
+            })
+            .collect();
+        Split {
+            weights_bp,
+            ends,
+            enabled,
+        }
     }
 
-    pub fn buckets(&self) -> std::ops::Range<u16> {
-        self.start..self.end
+    /// Weight of each variant in basis points (10 % is 1000), in variant order.
+    pub fn weights_bp(&self) -> &[u16] {
+        &self.weights_bp
+    }
+
+    /// The buckets variant `index` owns.
+    pub fn buckets(&self, index: usize) -> std::ops::Range<u16> {
+        let start = match index.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(BUCKETS),
+            None => 0,
+        };
+        start..self.ends.get(index).copied().unwrap_or(start)
+    }
+
+    /// False when the policy is turned off (`"enabled": false`): all traffic to the last variant.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The variant that owns `bucket` (`0 <= bucket < BUCKETS`).
+    pub fn variant_for_bucket(&self, bucket: u16) -> usize {
+        self.ends
+            .iter()
+            .position(|end| bucket < *end)
+            .unwrap_or(self.ends.len().saturating_sub(1))
+    }
+
+    /// The same split with the fields an override sets replaced.
+    pub(crate) fn with(&self, weights_bp: Option<Vec<u16>>, enabled: Option<bool>) -> Split {
+        Split::new(
+            weights_bp.unwrap_or_else(|| self.weights_bp.clone()),
+            enabled.unwrap_or(self.enabled),
+        )
     }
 }
 
@@ -219,6 +287,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
 
 /// Validates a raw configuration and builds its runtime form, reporting every error found.
 pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
+    compile_in(raw, &Environment::default())
+}
+
+/// [`compile`] for a proxy with node metadata `env`: `source_label` conditions are decided
+/// against its labels, and its `CANARY_ROUTER` overrides are applied.
+pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigErrors> {
     let mut errs = Errors::default();
 
     let variant_header = match &raw.variant_header {
@@ -248,23 +322,33 @@ pub fn compile(raw: &RawConfig) -> Result<Config, ConfigErrors> {
                 ),
             );
         }
-        if let Some(policy) = compile_policy(p, &path, &mut errs) {
+        if let Some(policy) = compile_policy(p, &path, env, &mut errs) {
             policies.push(policy);
         }
     }
     if !errs.is_empty() {
         return errs.finish_err();
     }
+    let warnings = match &env.node_overrides {
+        Some(json) => apply_node_overrides(json, &mut policies),
+        None => Vec::new(),
+    };
     let index = PolicyIndex::build(&policies);
     errs.finish(Config {
         variant_header,
         expose_variant: raw.expose_variant,
         policies,
         index,
+        warnings,
     })
 }
 
-fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy> {
+fn compile_policy(
+    p: &RawPolicy,
+    path: &str,
+    env: &Environment,
+    errs: &mut Errors,
+) -> Option<Policy> {
     let before = errs.len();
     if let Err(m) = name(&p.name) {
         errs.push(format!("{path}.name"), m);
@@ -327,7 +411,7 @@ fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy
     salt_prefix.extend_from_slice(salt.as_bytes());
     salt_prefix.push(b':');
 
-    let variants = compile_variants(p, path, errs);
+    let (variants, weights) = compile_variants(p, path, errs);
 
     let (keys, cookie) = match &p.sticky {
         None => (Vec::new(), None),
@@ -356,7 +440,7 @@ fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy
         .rules
         .iter()
         .enumerate()
-        .filter_map(|(j, r)| compile_rule(r, &variants, &format!("{path}.rules[{j}]"), errs))
+        .filter_map(|(j, r)| compile_rule(r, &variants, &format!("{path}.rules[{j}]"), env, errs))
         .collect();
 
     if errs.len() != before {
@@ -370,32 +454,48 @@ fn compile_policy(p: &RawPolicy, path: &str, errs: &mut Errors) -> Option<Policy
         salt_prefix,
         trust_incoming: p.trust_incoming,
         variants,
+        split: Split::new(weights, true),
         keys,
         cookie,
         rules,
     })
 }
 
-fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> Vec<Variant> {
+fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> (Vec<Variant>, Vec<u16>) {
     if p.variants.is_empty() {
         errs.push(format!("{path}.variants"), "must list at least one variant");
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
-    let mut out: Vec<Variant> = Vec::with_capacity(p.variants.len());
+    let checked = check_weights(&p.variants, &format!("{path}.variants"), errs);
+    let variants = p
+        .variants
+        .iter()
+        .map(|v| Variant {
+            name: v.name.clone(),
+        })
+        .collect();
+    (variants, checked.into_iter().map(|(_, w)| w).collect())
+}
+
+/// Checks a `variants` list (names valid and unique, weights percentages with at most two
+/// decimals summing to 100) and returns `(name, basis points)` in order.
+pub(crate) fn check_weights<'a>(
+    list: &'a [RawVariant],
+    path: &str,
+    errs: &mut Errors,
+) -> Vec<(&'a str, u16)> {
+    let mut out: Vec<(&str, u16)> = Vec::with_capacity(list.len());
     let mut total: u32 = 0;
     let mut weights_ok = true;
-    for (j, v) in p.variants.iter().enumerate() {
-        let vpath = format!("{path}.variants[{j}]");
+    for (j, v) in list.iter().enumerate() {
+        let vpath = format!("{path}[{j}]");
         if let Err(m) = name(&v.name) {
             errs.push(format!("{vpath}.name"), m);
         }
-        if let Some(first) = out.iter().position(|o| o.name == v.name) {
+        if let Some(first) = out.iter().position(|(n, _)| *n == v.name) {
             errs.push(
                 format!("{vpath}.name"),
-                format!(
-                    "duplicate variant name {:?} (also {path}.variants[{first}])",
-                    v.name
-                ),
+                format!("duplicate variant name {:?} (also {path}[{first}])", v.name),
             );
         }
         let bp = match weight_bp(v.weight) {
@@ -406,19 +506,12 @@ fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> Vec<Variant
                 0
             }
         };
-        let start = u16::try_from(total).unwrap_or(BUCKETS);
         total += u32::from(bp);
-        let end = u16::try_from(total).unwrap_or(BUCKETS).min(BUCKETS);
-        out.push(Variant {
-            name: v.name.clone(),
-            weight_bp: bp,
-            start: start.min(BUCKETS),
-            end,
-        });
+        out.push((&v.name, bp));
     }
     if weights_ok && total != u32::from(BUCKETS) {
         errs.push(
-            format!("{path}.variants"),
+            path,
             format!(
                 "weights sum to {}, they must sum to 100",
                 format_percent(total)
@@ -595,7 +688,22 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
     })
 }
 
-fn compile_rule(r: &RawRule, variants: &[Variant], path: &str, errs: &mut Errors) -> Option<Rule> {
+/// A compiled condition: read per request, or already decided at configure time
+/// (`source_label`: the proxy's own labels do not change while it runs).
+enum Compiled {
+    PerRequest(Condition),
+    Constant(bool),
+}
+
+/// A rule, or `None` if it has errors or can never hold on this proxy (a `source_label`
+/// condition that is false here).
+fn compile_rule(
+    r: &RawRule,
+    variants: &[Variant],
+    path: &str,
+    env: &Environment,
+    errs: &mut Errors,
+) -> Option<Rule> {
     let before = errs.len();
     let variant = variants.iter().position(|v| v.name == r.variant);
     if variant.is_none() && !variants.is_empty() {
@@ -608,14 +716,22 @@ fn compile_rule(r: &RawRule, variants: &[Variant], path: &str, errs: &mut Errors
     if r.matches.is_empty() {
         errs.push(format!("{path}.match"), "must list at least one condition");
     }
-    let conditions: Vec<Condition> = r
+    let compiled: Vec<Compiled> = r
         .matches
         .iter()
         .enumerate()
-        .filter_map(|(k, m)| compile_condition(m, &format!("{path}.match[{k}]"), errs))
+        .filter_map(|(k, m)| compile_condition(m, &format!("{path}.match[{k}]"), env, errs))
         .collect();
     if errs.len() != before {
         return None;
+    }
+    let mut conditions = Vec::with_capacity(compiled.len());
+    for c in compiled {
+        match c {
+            Compiled::PerRequest(c) => conditions.push(c),
+            Compiled::Constant(true) => {}
+            Compiled::Constant(false) => return None,
+        }
     }
     variant.map(|variant| Rule {
         variant,
@@ -623,12 +739,22 @@ fn compile_rule(r: &RawRule, variants: &[Variant], path: &str, errs: &mut Errors
     })
 }
 
-fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Condition> {
-    let sources = count_set(&[m.header.is_some(), m.cookie.is_some(), m.query.is_some()]);
+fn compile_condition(
+    m: &RawMatch,
+    path: &str,
+    env: &Environment,
+    errs: &mut Errors,
+) -> Option<Compiled> {
+    let sources = count_set(&[
+        m.header.is_some(),
+        m.cookie.is_some(),
+        m.query.is_some(),
+        m.source_label.is_some(),
+    ]);
     if sources != 1 {
         errs.push(
             path,
-            "a condition sets exactly one of \"header\", \"cookie\", \"query\"",
+            "a condition sets exactly one of \"header\", \"cookie\", \"query\", \"source_label\"",
         );
     }
     let ops = count_set(&[
@@ -648,7 +774,6 @@ fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Cond
     if sources != 1 || ops != 1 {
         return None;
     }
-    let source = compile_source(&m.header, &m.cookie, &m.query, path, errs)?;
     let op = if let Some(v) = &m.exact {
         Op::Exact(v.clone())
     } else if let Some(v) = &m.prefix {
@@ -681,7 +806,18 @@ fn compile_condition(m: &RawMatch, path: &str, errs: &mut Errors) -> Option<Cond
     } else {
         return None;
     };
-    Some(Condition { source, op })
+    if let Some(label) = &m.source_label {
+        if label.is_empty() {
+            errs.push(
+                format!("{path}.source_label"),
+                "label name must not be empty",
+            );
+            return None;
+        }
+        return Some(Compiled::Constant(op.test(env.label(label))));
+    }
+    let source = compile_source(&m.header, &m.cookie, &m.query, path, errs)?;
+    Some(Compiled::PerRequest(Condition { source, op }))
 }
 
 /// Compiled size limit of one regex, in bytes.

@@ -99,7 +99,8 @@ pub struct RawRule {
     pub matches: Vec<RawMatch>,
 }
 
-/// One condition of a rule: exactly one source (`header`, `cookie`, `query`) and exactly one
+/// One condition of a rule: exactly one source (`header`, `cookie`, `query`, `source_label`)
+/// and exactly one
 /// operator (`exact`, `prefix`, `suffix`, `contains`, `present`, `regex`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +111,9 @@ pub struct RawMatch {
     pub cookie: Option<String>,
     #[serde(default)]
     pub query: Option<String>,
+    /// A label of this proxy's own workload (node metadata `LABELS`), known at configure time.
+    #[serde(default)]
+    pub source_label: Option<String>,
     #[serde(default)]
     pub exact: Option<String>,
     #[serde(default)]
@@ -122,4 +126,20 @@ pub struct RawMatch {
     pub present: Option<bool>,
     #[serde(default)]
     pub regex: Option<String>,
+}
+
+/// An override of one policy, from node metadata (`CANARY_ROUTER`, keyed by policy name) or
+/// route metadata (`filter_metadata["canary-router"]`, which may also name the policy).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    /// Route metadata only: the policy for the route's requests.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// `false` sends everything to the policy's last variant.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// New weights for (some of) the policy's variants; unlisted variants get 0.
+    #[serde(default)]
+    pub variants: Option<Vec<RawVariant>>,
 }

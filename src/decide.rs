@@ -8,10 +8,14 @@
 //! 5. `minted_cookie`: a sticky cookie is configured but absent: a fresh id is minted,
 //!    bucketed, and returned to be set on the response;
 //! 6. `weight`: a random bucket.
+//!
+//! A policy turned off (`"enabled": false` in an override) sends everything to its last
+//! variant with reason `disabled`, before any of the above.
 
 use std::borrow::Cow;
 
-use crate::compile::{Condition, Config, Key, Op, Policy, Source};
+use crate::compile::{Condition, Config, Key, Op, Policy, Source, Split};
+use crate::overrides::RouteOverride;
 use crate::request::{address_ip, cookie, normalize_host, query_in, RequestView};
 use crate::{bucket, Random};
 
@@ -24,16 +28,18 @@ pub enum Reason {
     MintedCookie,
     Weight,
     Trusted,
+    Disabled,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Rule,
         Reason::StickyKey,
         Reason::StickyCookie,
         Reason::MintedCookie,
         Reason::Weight,
         Reason::Trusted,
+        Reason::Disabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +50,7 @@ impl Reason {
             Reason::MintedCookie => "minted_cookie",
             Reason::Weight => "weight",
             Reason::Trusted => "trusted",
+            Reason::Disabled => "disabled",
         }
     }
 }
@@ -115,9 +122,27 @@ impl Config {
 
     /// Decides the variant of a request; `None` when no policy applies.
     pub fn decide<R: RequestView>(&self, req: &R, rng: &mut impl Random) -> Option<Decision> {
-        let index = self.find_policy(req)?;
+        self.decide_on_route(req, None, rng)
+    }
+
+    /// Decides with the override from the matched route's metadata, if any: a route that names
+    /// a policy uses it without checking its selectors; route weights beat node metadata, which
+    /// beats the plugin configuration.
+    pub fn decide_on_route<R: RequestView>(
+        &self,
+        req: &R,
+        route: Option<&RouteOverride>,
+        rng: &mut impl Random,
+    ) -> Option<Decision> {
+        let index = match route.and_then(RouteOverride::policy) {
+            Some(index) => index,
+            None => self.find_policy(req)?,
+        };
         let policy = self.policies.get(index)?;
-        Some(policy.decide(index, &self.variant_header, req, rng))
+        let split = route
+            .and_then(|r| r.split_for(index))
+            .unwrap_or(&policy.split);
+        Some(policy.decide(index, split, &self.variant_header, req, rng))
     }
 }
 
@@ -141,6 +166,7 @@ impl Policy {
     fn decide<R: RequestView>(
         &self,
         index: usize,
+        split: &Split,
         variant_header: &str,
         req: &R,
         rng: &mut impl Random,
@@ -152,6 +178,10 @@ impl Policy {
             bucket,
             minted,
         };
+        if !split.enabled() {
+            let last = self.variants.len().saturating_sub(1);
+            return decision(last, Reason::Disabled, None, None);
+        }
         if self.trust_incoming {
             if let Some(v) = req
                 .header(variant_header)
@@ -174,14 +204,19 @@ impl Policy {
             };
             if let Some(value) = value.filter(|v| !v.is_empty()) {
                 let b = bucket(&self.salt_prefix, value.as_bytes());
-                return decision(self.variant_for_bucket(b), Reason::StickyKey, Some(b), None);
+                return decision(
+                    split.variant_for_bucket(b),
+                    Reason::StickyKey,
+                    Some(b),
+                    None,
+                );
             }
         }
         if let Some(c) = &self.cookie {
             if let Some(value) = cookie(req, &c.name).filter(|v| !v.is_empty()) {
                 let b = bucket(&self.salt_prefix, value.as_bytes());
                 return decision(
-                    self.variant_for_bucket(b),
+                    split.variant_for_bucket(b),
                     Reason::StickyCookie,
                     Some(b),
                     None,
@@ -190,14 +225,14 @@ impl Policy {
             let id = MintedId::generate(rng);
             let b = bucket(&self.salt_prefix, id.as_str().as_bytes());
             return decision(
-                self.variant_for_bucket(b),
+                split.variant_for_bucket(b),
                 Reason::MintedCookie,
                 Some(b),
                 Some(id),
             );
         }
         let b = (rng.next_u64() % u64::from(crate::BUCKETS)) as u16;
-        decision(self.variant_for_bucket(b), Reason::Weight, Some(b), None)
+        decision(split.variant_for_bucket(b), Reason::Weight, Some(b), None)
     }
 }
 
@@ -213,8 +248,14 @@ impl Source {
 
 impl Condition {
     fn holds<R: RequestView>(&self, req: &R) -> bool {
-        let value = self.source.read(req);
-        match (&self.op, value.as_deref()) {
+        self.op.test(self.source.read(req).as_deref())
+    }
+}
+
+impl Op {
+    /// Whether the operator holds for a value (`None`: the source is absent).
+    pub(crate) fn test(&self, value: Option<&str>) -> bool {
+        match (self, value) {
             (Op::Present(want), v) => v.is_some() == *want,
             (_, None) => false,
             (Op::Exact(s), Some(v)) => v == s,

@@ -20,11 +20,14 @@ pub mod config;
 pub mod decide;
 pub mod error;
 mod index;
+pub mod overrides;
+pub mod pb;
 pub mod request;
 
-pub use compile::{parse_json, Config, Policy, StickyCookie, Variant};
+pub use compile::{parse_json, Config, Policy, Split, StickyCookie, Variant};
 pub use decide::{Decision, MintedId, Reason};
 pub use error::{ConfigError, ConfigErrors};
+pub use overrides::{Environment, RouteOverride};
 pub use request::{RequestView, SimpleRequest};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};

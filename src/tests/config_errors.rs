@@ -266,7 +266,8 @@ fn example_config_compiles() {
     let v: Vec<(&str, u16, Range<u16>)> = p
         .variants()
         .iter()
-        .map(|v| (v.name(), v.weight_bp(), v.buckets()))
+        .enumerate()
+        .map(|(i, v)| (v.name(), p.split().weights_bp()[i], p.split().buckets(i)))
         .collect();
     assert_eq!(
         v,
@@ -317,10 +318,9 @@ fn valid_weights_compile_to_bucket_ranges() {
             .map(|(i, w)| format!(r#"{{"name":"v{i}","weight":{w}}}"#))
             .collect();
         let c = config(&p(&format!(r#""variants":[{}]"#, variants.join(","))));
-        let got: Vec<(u16, Range<u16>)> = c.policies()[0]
-            .variants()
-            .iter()
-            .map(|v| (v.weight_bp(), v.buckets()))
+        let split = c.policies()[0].split();
+        let got: Vec<(u16, Range<u16>)> = (0..split.weights_bp().len())
+            .map(|i| (split.weights_bp()[i], split.buckets(i)))
             .collect();
         assert_eq!(got, want, "{weights}");
     }

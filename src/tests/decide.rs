@@ -276,7 +276,8 @@ fn reason_names() {
             "sticky_cookie",
             "minted_cookie",
             "weight",
-            "trusted"
+            "trusted",
+            "disabled"
         ]
     );
 }

@@ -1,0 +1,214 @@
+//! Split overrides from the mesh: node metadata (per proxy) and route metadata (per route).
+//!
+//! Precedence, field by field: route metadata over node metadata over the plugin
+//! configuration. An override may set a policy's `variants` weights (unlisted variants get 0)
+//! and `enabled`; it cannot add variants. An invalid override is dropped on its own (reported
+//! as a warning); the rest of the configuration keeps working.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+
+use crate::compile::{check_weights, Config, Policy, Split};
+use crate::config::RawOverride;
+use crate::error::{ConfigError, ConfigErrors, Errors};
+
+/// Node metadata key holding the per-policy overrides (JSON, a string value). In Istio it is
+/// set per workload with `proxyMetadata: {ISTIO_META_CANARY_ROUTER: '…'}`.
+pub const NODE_METADATA_KEY: &str = "CANARY_ROUTER";
+/// Node metadata key of the workload's labels (set by Istio).
+pub const NODE_LABELS_KEY: &str = "LABELS";
+/// `filter_metadata` namespace read on routes.
+pub const ROUTE_METADATA_NAMESPACE: &str = "canary-router";
+
+/// What the proxy knows about itself at configure time (from node metadata).
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// The `CANARY_ROUTER` node metadata value (a JSON object: policy name → override).
+    pub node_overrides: Option<String>,
+    /// This proxy's workload labels (node metadata `LABELS`), for `source_label` conditions.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Environment {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Applies the node metadata overrides to the compiled policies; returns the problems found
+/// (each disables its own override only).
+pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<ConfigError> {
+    let base = format!("node.{NODE_METADATA_KEY}");
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let parsed: Result<BTreeMap<String, RawOverride>, _> = serde_path_to_error::deserialize(de);
+    let map = match parsed {
+        Ok(map) => map,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = match path.as_str() {
+                "." | "?" => base,
+                p => format!("{base}.{p}"),
+            };
+            return vec![ConfigError {
+                path,
+                message: format!("{} (all node metadata overrides ignored)", e.inner()),
+            }];
+        }
+    };
+    let mut warnings = Vec::new();
+    for (name, raw) in &map {
+        let path = format!("{base}.{name}");
+        if raw.policy.is_some() {
+            warnings.push(ConfigError {
+                path: format!("{path}.policy"),
+                message: "only route metadata can name a policy; override ignored".into(),
+            });
+            continue;
+        }
+        let Some(policy) = policies.iter_mut().find(|p| p.name == *name) else {
+            warnings.push(ConfigError {
+                path,
+                message: format!("no policy is called {name:?}; override ignored"),
+            });
+            continue;
+        };
+        match resolve(raw, policy, &path) {
+            Ok(split) => policy.split = split,
+            Err(errs) => warnings.extend(errs.0),
+        }
+    }
+    warnings
+}
+
+/// The policy's split in force with `raw` applied, or why `raw` does not fit the policy.
+fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, ConfigErrors> {
+    let mut errs = Errors::default();
+    let weights = raw.variants.as_ref().map(|list| {
+        let vpath = format!("{path}.variants");
+        if list.is_empty() {
+            errs.push(&vpath, "must list at least one variant");
+        }
+        let mut weights = vec![0u16; policy.variants.len()];
+        for (j, (name, bp)) in check_weights(list, &vpath, &mut errs)
+            .into_iter()
+            .enumerate()
+        {
+            match policy.variant_index(name).and_then(|i| weights.get_mut(i)) {
+                Some(w) => *w = bp,
+                None => {
+                    let names: Vec<&str> = policy.variants.iter().map(|v| v.name()).collect();
+                    errs.push(
+                        format!("{vpath}[{j}].name"),
+                        format!(
+                            "unknown variant {name:?}; policy {:?} has {names:?}",
+                            policy.name
+                        ),
+                    );
+                }
+            }
+        }
+        weights
+    });
+    if !errs.is_empty() {
+        return errs.finish_err();
+    }
+    Ok(policy.split.with(weights, raw.enabled))
+}
+
+/// The compiled `filter_metadata["canary-router"]` of one route.
+#[derive(Debug, Clone)]
+pub struct RouteOverride {
+    policy: Option<usize>,
+    splits: RouteSplits,
+}
+
+#[derive(Debug, Clone)]
+enum RouteSplits {
+    /// No weights or `enabled`: the route only names the policy.
+    None,
+    /// For the named policy.
+    One(Split),
+    /// No policy named: for every policy the override fits.
+    PerPolicy(HashMap<usize, Split>),
+}
+
+impl RouteOverride {
+    /// The policy the route names, if any.
+    pub fn policy(&self) -> Option<usize> {
+        self.policy
+    }
+
+    /// The split in force on this route for policy `index`, if the route overrides it.
+    pub fn split_for(&self, index: usize) -> Option<&Split> {
+        match &self.splits {
+            RouteSplits::None => None,
+            RouteSplits::One(split) => Some(split).filter(|_| self.policy == Some(index)),
+            RouteSplits::PerPolicy(map) => map.get(&index),
+        }
+    }
+}
+
+impl Config {
+    /// Compiles a route's `filter_metadata["canary-router"]` (as JSON). `Ok(None)`: nothing to
+    /// override. `path` names the route in errors (e.g. `route[reviews-route].canary-router`).
+    pub fn route_override(
+        &self,
+        value: &serde_json::Value,
+        path: &str,
+    ) -> Result<Option<RouteOverride>, ConfigErrors> {
+        let raw: RawOverride = serde_path_to_error::deserialize(value).map_err(|e| {
+            let at = e.path().to_string();
+            let at = match at.as_str() {
+                "." | "?" => path.to_string(),
+                p => format!("{path}.{p}"),
+            };
+            ConfigErrors::single(at, e.inner().to_string())
+        })?;
+        let policy = match &raw.policy {
+            None => None,
+            Some(name) => match self.policies.iter().position(|p| p.name == *name) {
+                Some(i) => Some(i),
+                None => {
+                    return Err(ConfigErrors::single(
+                        format!("{path}.policy"),
+                        format!("no policy is called {name:?}"),
+                    ))
+                }
+            },
+        };
+        let overrides = raw.variants.is_some() || raw.enabled.is_some();
+        let splits = match (overrides, policy) {
+            (false, None) => return Ok(None),
+            (false, Some(_)) => RouteSplits::None,
+            (true, Some(i)) => match self.policies.get(i) {
+                Some(p) => RouteSplits::One(resolve(&raw, p, path)?),
+                None => RouteSplits::None,
+            },
+            (true, None) => {
+                let mut map = HashMap::new();
+                let mut first_error = None;
+                for (i, p) in self.policies.iter().enumerate() {
+                    match resolve(&raw, p, path) {
+                        Ok(split) => {
+                            map.insert(i, split);
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                if map.is_empty() {
+                    return Err(first_error.unwrap_or_else(|| {
+                        ConfigErrors::single(path, "fits no policy of the configuration")
+                    }));
+                }
+                RouteSplits::PerPolicy(map)
+            }
+        };
+        Ok(Some(RouteOverride { policy, splits }))
+    }
+}
