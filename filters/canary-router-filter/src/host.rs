@@ -59,7 +59,7 @@ unsafe fn take_buffer(data: *mut u8, size: usize) -> Vec<u8> {
     }
 }
 
-/// All pairs of a header map, read with one host call, kept in the host's serialization:
+/// All pairs of a header map (or a map-valued property), kept in the host's serialization:
 /// `count: u32`, `count × (key_len: u32, value_len: u32)`, then each `key \0 value \0`.
 pub struct HeaderMap {
     buf: Vec<u8>,
@@ -76,6 +76,11 @@ impl HeaderMap {
                 _ => Vec::new(),
             }
         };
+        HeaderMap { buf }
+    }
+
+    /// A map in the same serialization from elsewhere (e.g. a map-valued property).
+    pub fn from_bytes(buf: Vec<u8>) -> HeaderMap {
         HeaderMap { buf }
     }
 

@@ -1,27 +1,99 @@
 //! Canary Router proxy-wasm filter: reads the request from the host, asks the core for a
 //! decision, writes the variant header and (on the response) the minted cookie.
 //!
-//! The root context compiles the plugin configuration once in `on_configure` and keeps it
-//! behind an `Rc`; each request context clones the pointer.
+//! The root context compiles the plugin configuration (with this proxy's node metadata) once in
+//! `on_configure` and keeps it behind an `Rc`; each request context clones the pointer. Route
+//! metadata is compiled on a route's first request and cached by route name.
 
 mod host;
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
-use canary_router::{Config, Random, RequestView, SplitMix64};
+use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY, ROUTE_METADATA_NAMESPACE};
+use canary_router::{pb, Config, Environment, Random, RequestView, RouteOverride, SplitMix64};
+use hashbrown::HashMap;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use host::HeaderMap;
 
+/// How often cached route metadata is dropped and read again (routes may change by RDS).
+const ROUTE_CACHE_TTL: Duration = Duration::from_secs(10);
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None }) });
 }}
 
+/// A configuration in force and what was derived from it.
+struct Active {
+    config: Config,
+    /// Compiled `filter_metadata["canary-router"]` by route name; `None`: nothing to apply
+    /// (absent or invalid, the latter logged once when first seen).
+    routes: RefCell<HashMap<String, Option<Rc<RouteOverride>>>>,
+}
+
+impl Active {
+    /// The override of the route the request matched, reading and compiling it on first use.
+    fn route_override(&self, req: &HostRequest) -> Option<Rc<RouteOverride>> {
+        let name = req.route_name()?;
+        if let Some(cached) = self.routes.borrow().get(name) {
+            return cached.clone();
+        }
+        let path = format!("route[{name}].filter_metadata.{ROUTE_METADATA_NAMESPACE}");
+        let compiled = host::property(b"xds\0route_metadata")
+            .map(|bytes| pb::filter_metadata(&bytes, ROUTE_METADATA_NAMESPACE))
+            .transpose()
+            .map_err(|e| log::error!("{path}: cannot decode route metadata: {e}; ignored"))
+            .ok()
+            .flatten()
+            .flatten()
+            .and_then(|value| match self.config.route_override(&value, &path) {
+                Ok(o) => o.map(Rc::new),
+                Err(errors) => {
+                    for e in errors.errors() {
+                        log::error!("invalid route metadata override, ignored: {e}");
+                    }
+                    None
+                }
+            });
+        self.routes
+            .borrow_mut()
+            .insert(name.to_string(), compiled.clone());
+        compiled
+    }
+}
+
 struct Root {
-    config: Option<Rc<Config>>,
+    active: Option<Rc<Active>>,
+}
+
+impl Root {
+    /// This proxy's node metadata: the `CANARY_ROUTER` overrides and the workload `LABELS`.
+    fn environment() -> Environment {
+        let node_overrides = host::property_string(
+            format!("xds\0node\0metadata\0{NODE_METADATA_KEY}").as_bytes(),
+        );
+        let labels = host::property(format!("xds\0node\0metadata\0{NODE_LABELS_KEY}").as_bytes())
+            .map(|bytes| {
+                HeaderMap::from_bytes(bytes)
+                    .pairs()
+                    .filter_map(|(k, v)| {
+                        Some((
+                            String::from_utf8(k.to_vec()).ok()?,
+                            String::from_utf8(v.to_vec()).ok()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Environment {
+            node_overrides,
+            labels,
+        }
+    }
 }
 
 impl Context for Root {}
@@ -29,33 +101,45 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Config::from_json(&bytes) {
+        match Config::from_json_in(&bytes, &Root::environment()) {
             Ok(config) => {
+                for w in config.warnings() {
+                    log::error!("invalid node metadata override, ignored: {w}");
+                }
+                let n = config.policies().len();
                 log::info!(
-                    "configured {} polic{}, variant header {:?}",
-                    config.policies().len(),
-                    if config.policies().len() == 1 {
-                        "y"
-                    } else {
-                        "ies"
-                    },
+                    "configured {n} polic{}, variant header {:?}",
+                    if n == 1 { "y" } else { "ies" },
                     config.variant_header()
                 );
-                self.config = Some(Rc::new(config));
+                self.active = Some(Rc::new(Active {
+                    config,
+                    routes: RefCell::new(HashMap::new()),
+                }));
+                self.set_tick_period(ROUTE_CACHE_TTL);
                 true
             }
             Err(errors) => {
                 for e in errors.errors() {
                     log::error!("invalid plugin configuration: {e}");
                 }
+                if self.active.is_some() {
+                    log::error!("keeping the last valid configuration");
+                }
                 false
             }
         }
     }
 
+    fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            active.routes.borrow_mut().clear();
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
-            config: self.config.clone(),
+            active: self.active.clone(),
             set_cookie: None,
             expose: None,
         }))
@@ -67,7 +151,7 @@ impl RootContext for Root {
 }
 
 struct Request {
-    config: Option<Rc<Config>>,
+    active: Option<Rc<Active>>,
     /// `Set-Cookie` value for a minted sticky id, sent on the response.
     set_cookie: Option<String>,
     /// `(policy, variant)` to return in the response when `expose_variant` is on.
@@ -78,20 +162,21 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = &self.config else {
+        let Some(active) = &self.active else {
             return Action::Continue;
         };
+        let config = &active.config;
         let req = HostRequest::read();
-        let header = config.variant_header();
+        let route = active.route_override(&req);
 
-        let Some(d) = config.decide(&req, &mut HostRandom) else {
+        let Some(d) = config.decide_on_route(&req, route.as_deref(), &mut HostRandom) else {
             return Action::Continue;
         };
         let Some(policy) = config.policy(d.policy) else {
             return Action::Continue;
         };
         let variant = policy.variant(d.variant).map_or("", |v| v.name());
-        let _ = host::replace_header(MapType::HttpRequestHeaders, header, variant);
+        let _ = host::replace_header(MapType::HttpRequestHeaders, config.variant_header(), variant);
         clear_route_cache();
 
         let set_cookie = match (d.minted, policy.sticky_cookie()) {
@@ -108,7 +193,8 @@ impl HttpContext for Request {
         if let Some(cookie) = self.set_cookie.take() {
             let _ = host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie);
         }
-        if let (Some((p, v)), Some(config)) = (self.expose.take(), &self.config) {
+        if let (Some((p, v)), Some(active)) = (self.expose.take(), &self.active) {
+            let config = &active.config;
             if let Some(variant) = config.policy(p).and_then(|p| p.variant(v)) {
                 let _ = host::replace_header(
                     MapType::HttpResponseHeaders,
