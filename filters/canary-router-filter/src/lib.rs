@@ -33,6 +33,9 @@ struct Active {
     /// Compiled `filter_metadata["canary-router"]` by route name; `None`: nothing to apply
     /// (absent or invalid, the latter logged once when first seen).
     routes: RefCell<HashMap<String, Option<Rc<RouteOverride>>>>,
+    /// The last problem logged per route, so a bad override is logged once, not at every
+    /// cache refresh.
+    route_errors: RefCell<HashMap<String, String>>,
 }
 
 impl Active {
@@ -46,19 +49,26 @@ impl Active {
         let compiled = host::property(b"xds\0route_metadata")
             .map(|bytes| pb::filter_metadata(&bytes, ROUTE_METADATA_NAMESPACE))
             .transpose()
-            .map_err(|e| log::error!("{path}: cannot decode route metadata: {e}; ignored"))
-            .ok()
-            .flatten()
-            .flatten()
-            .and_then(|value| match self.config.route_override(&value, &path) {
-                Ok(o) => o.map(Rc::new),
-                Err(errors) => {
-                    for e in errors.errors() {
-                        log::error!("invalid route metadata override, ignored: {e}");
-                    }
-                    None
-                }
+            .map(Option::flatten)
+            .map_err(|e| format!("{path}: cannot decode route metadata: {e}"))
+            .and_then(|value| match value {
+                Some(value) => self
+                    .config
+                    .route_override(&value, &path)
+                    .map_err(|errors| errors.to_string()),
+                None => Ok(None),
             });
+        let compiled = match compiled {
+            Ok(o) => o.map(Rc::new),
+            Err(e) => {
+                let mut logged = self.route_errors.borrow_mut();
+                if logged.get(name) != Some(&e) {
+                    log::error!("invalid route metadata override, ignored: {e}");
+                    logged.insert(name.to_string(), e);
+                }
+                None
+            }
+        };
         self.routes
             .borrow_mut()
             .insert(name.to_string(), compiled.clone());
@@ -73,9 +83,8 @@ struct Root {
 impl Root {
     /// This proxy's node metadata: the `CANARY_ROUTER` overrides and the workload `LABELS`.
     fn environment() -> Environment {
-        let node_overrides = host::property_string(
-            format!("xds\0node\0metadata\0{NODE_METADATA_KEY}").as_bytes(),
-        );
+        let node_overrides =
+            host::property_string(format!("xds\0node\0metadata\0{NODE_METADATA_KEY}").as_bytes());
         let labels = host::property(format!("xds\0node\0metadata\0{NODE_LABELS_KEY}").as_bytes())
             .map(|bytes| {
                 HeaderMap::from_bytes(bytes)
@@ -115,6 +124,7 @@ impl RootContext for Root {
                 self.active = Some(Rc::new(Active {
                     config,
                     routes: RefCell::new(HashMap::new()),
+                    route_errors: RefCell::new(HashMap::new()),
                 }));
                 self.set_tick_period(ROUTE_CACHE_TTL);
                 true
@@ -176,7 +186,11 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let variant = policy.variant(d.variant).map_or("", |v| v.name());
-        let _ = host::replace_header(MapType::HttpRequestHeaders, config.variant_header(), variant);
+        let _ = host::replace_header(
+            MapType::HttpRequestHeaders,
+            config.variant_header(),
+            variant,
+        );
         clear_route_cache();
 
         let set_cookie = match (d.minted, policy.sticky_cookie()) {
