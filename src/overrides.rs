@@ -43,9 +43,12 @@ impl Environment {
 /// (each disables its own override only).
 pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<ConfigError> {
     let base = format!("node.{NODE_METADATA_KEY}");
+    // The document as a whole first (policy name → anything), then each override on its own,
+    // so that one bad entry does not take the others with it.
     let de = &mut serde_json::Deserializer::from_str(json);
-    let parsed: Result<BTreeMap<String, RawOverride>, _> = serde_path_to_error::deserialize(de);
-    let map = match parsed {
+    let parsed: Result<BTreeMap<String, serde_json::Value>, _> =
+        serde_path_to_error::deserialize(de);
+    let entries = match parsed {
         Ok(map) => map,
         Err(e) => {
             let path = e.path().to_string();
@@ -59,7 +62,27 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
             }];
         }
     };
+    let mut map = BTreeMap::new();
     let mut warnings = Vec::new();
+    for (name, value) in entries {
+        let parsed: Result<RawOverride, _> = serde_path_to_error::deserialize(&value);
+        match parsed {
+            Ok(raw) => {
+                map.insert(name, raw);
+            }
+            Err(e) => {
+                let at = e.path().to_string();
+                let path = match at.as_str() {
+                    "." | "?" => format!("{base}.{name}"),
+                    p => format!("{base}.{name}.{p}"),
+                };
+                warnings.push(ConfigError {
+                    path,
+                    message: format!("{}; override ignored", e.inner()),
+                });
+            }
+        }
+    }
     for (name, raw) in &map {
         let path = format!("{base}.{name}");
         if raw.policy.is_some() {

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting of structs and lists accepted.
+/// Deepest nesting of structs and lists accepted (the namespace's own struct is level 1).
 pub const MAX_DEPTH: usize = 32;
 
 /// `metadata.filter_metadata[namespace]` as JSON, `None` if the namespace is absent.
@@ -100,8 +100,9 @@ impl<'a> Reader<'a> {
 }
 
 /// google.protobuf.Struct: fields = 1, map<string, Value>.
+/// `depth`: the number of structs and lists around this one.
 fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
+    if depth + 1 > MAX_DEPTH {
         return Err(format!("nested deeper than {MAX_DEPTH}"));
     }
     let mut map = Map::new();
@@ -127,10 +128,8 @@ fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
 }
 
 /// google.protobuf.Value: null = 1, number = 2, string = 3, bool = 4, struct = 5, list = 6.
+/// `depth`: the number of structs and lists around this value.
 fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
-        return Err(format!("nested deeper than {MAX_DEPTH}"));
-    }
     let mut value = Value::Null;
     let mut r = Reader::new(bytes);
     while let Some((field, wire)) = r.field()? {
@@ -143,8 +142,11 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
                 Value::String(String::from_utf8(s.to_vec()).map_err(|_| "string is not UTF-8")?)
             }
             (4, Wire::Varint(b)) => Value::Bool(b != 0),
-            (5, Wire::Bytes(s)) => decode_struct(s, depth + 1)?,
+            (5, Wire::Bytes(s)) => decode_struct(s, depth)?,
             (6, Wire::Bytes(list)) => {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(format!("nested deeper than {MAX_DEPTH}"));
+                }
                 let mut items = Vec::new();
                 let mut l = Reader::new(list);
                 while let Some((f, w)) = l.field()? {

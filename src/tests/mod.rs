@@ -6,7 +6,9 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod overrides;
 mod parsing;
+mod pb;
 
 use crate::{Config, Decision, SimpleRequest, SplitMix64};
 
