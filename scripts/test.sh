@@ -23,6 +23,9 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner"
   cargo test -p canary-router --lib --target wasm32-unknown-unknown
 
 "$ROOT/scripts/build.sh"
+log "canary-router command"
+cargo build -q --bin canary-router
+export CANARY_ROUTER_BIN="$ROOT/target/debug/canary-router"
 
 log "integration tests: real Envoy $("$(envoy_bin)" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"
 "$VENV/bin/python" -m pytest "$ROOT/tests" -q -p no:cacheprovider "$@"

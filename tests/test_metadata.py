@@ -1,5 +1,6 @@
 """Split config from the mesh: node metadata, route metadata, precedence, workload labels."""
 import json
+from collections import Counter
 
 from harness import bootstrap_for, bucket, expected_variant, hcm
 
@@ -134,3 +135,33 @@ def test_source_label_keeps_a_canary_caller_on_canary(envoys, backends):
     assert {r.served_by for r in replies} == {"canary"}
     v1 = start(envoys, backends, plugin=plugin, labels={"app": "productpage", "version": "v1"})
     assert_split(v1, "/", [("canary", 10), ("stable", 90)], USERS[:1000])
+
+
+def test_cli_simulate_agrees_with_the_filter(envoys, backends, tmp_path):
+    """`canary-router simulate --per-user` and the filter in Envoy decide the same for 1000
+    users, on a route with metadata and on one without, under a node metadata override."""
+    import os
+    import subprocess
+
+    from harness import ROOT
+
+    binary = os.environ.get("CANARY_ROUTER_BIN", str(ROOT / "target" / "debug" / "canary-router"))
+    plugin = {"policies": [{**PLUGIN["policies"][0], "rules": [
+        {"variant": "canary", "match": [{"header": "x-user-id", "suffix": "7"}]}]}]}
+    node = {"reviews": {"variants": weights(30, 70)}}
+    route_meta = {"variants": weights(65, 35)}
+    envoy = start(envoys, backends, plugin=plugin, node=node,
+                  routes=routes_with_metadata({"/r": route_meta, "/": None}))
+    config_file = tmp_path / "plugin.json"
+    config_file.write_text(json.dumps(plugin))
+    for path, extra in (("/", []), ("/r", ["--route-metadata", json.dumps(route_meta)])):
+        out = subprocess.run([binary, "simulate", str(config_file), "--path", path, "--users", "1000",
+                              "--per-user", "--node-metadata", json.dumps(node), *extra],
+                             capture_output=True, text=True, check=True).stdout.split("\n")
+        simulated = dict(line.split()[:2] for line in out if line.strip())
+        assert len(simulated) == 1000
+        reqs = [(path, {"x-user-id": u}) for u in simulated]
+        served = {h["x-user-id"]: r.served_by for (_, h), r in zip(reqs, envoy.request_many(reqs))}
+        assert served == simulated
+        shares = Counter(simulated.values())
+        print(f"{path}: {dict(shares)}")

@@ -514,7 +514,6 @@ fn nesting_is_bounded() {
 /// `MAX_DEPTH` deep; structs should too.
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
-
 fn structs_nest_as_deep_as_lists() {
     assert!(filter_metadata(&nested(MAX_DEPTH - 1, true), "ns").is_ok());
     let got = filter_metadata(&nested(MAX_DEPTH - 1, false), "ns");

@@ -1,0 +1,280 @@
+//! The `canary-router` command: `validate` and `simulate`, on the filter's own engine.
+
+mod args;
+mod simulate;
+mod sources;
+mod validate;
+
+use std::fmt::Display;
+use std::io::Write;
+use std::process::ExitCode;
+
+use canary_router::compile::compile_in;
+use canary_router::config::{RawConfig, RawKey, RawPolicy};
+use canary_router::{parse_json, Config, ConfigErrors, Environment, Policy, Split};
+
+use args::{Args, Opt};
+
+/// Exit status: a configuration is invalid.
+const INVALID: u8 = 1;
+/// Exit status: the command line is wrong or a file cannot be read.
+const USAGE: u8 = 2;
+
+pub const HELP: &str = "\
+canary-router: check and try out Canary Router configurations with the filter's own engine
+
+Usage:
+  canary-router validate [OPTIONS] FILE...
+  canary-router simulate [OPTIONS] CONFIG
+  canary-router help | --help | -h
+  canary-router --version
+
+FILE and CONFIG are JSON or YAML files holding one of:
+  - a plugin configuration (an object with \"policies\");
+  - Istio WasmPlugin manifests (apiVersion extensions.istio.io/..., kind WasmPlugin): their
+    spec.pluginConfig is checked; a multi-document file may hold several, other kinds are
+    skipped (with a note);
+  - an Envoy configuration (bootstrap, ECDS resource, ...): every object whose \"@type\" is
+    type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, its
+    config.configuration.value (a string holding the JSON plugin configuration).
+A file with nothing of the kind is an error.
+
+canary-router validate [OPTIONS] FILE...
+  Checks every configuration found, as the filter does when Envoy loads it. On success,
+  prints for each configuration \"FILE: OK (N policies)\" and one line per policy: variants
+  and weights in force, sticky keys, rules, selectors (hosts, path_prefix, routes). Every
+  error is printed on stderr as \"FILE: PLACE IN FILE: JSON PATH: MESSAGE\".
+
+canary-router simulate [OPTIONS] CONFIG
+  Decides the variant of one request as the filter would and prints
+      policy=NAME variant=NAME reason=REASON bucket=N|-
+  followed by \"set-cookie: VALUE\" when the filter mints a sticky cookie, or
+      no policy applies: the request passes untouched
+  A file holding several configurations: the first is used (with a note).
+  --host H                :authority (default localhost)
+  --path P                path (default /)
+  --header K=V            a request header (repeatable)
+  --cookie K=V            a cookie; all are joined into one cookie header (repeatable)
+  --query K=V             a query parameter appended to the path (repeatable)
+  --route NAME            name of the Envoy route the request matched
+  --source-ip IP          downstream address (IP, port 40000)
+  --route-metadata JSON   the matched route's filter_metadata[\"canary-router\"] object
+  --seed N                seed of the random source: random buckets, minted ids (default 1)
+  --users N               simulate N users user-0 ... user-<N-1> on top of the request: each
+                          id goes in the first sticky key of the policy that applies (header,
+                          cookie, query parameter, or source address 10.a.b.c); prints the
+                          share of each variant next to its weight, and the reasons. Without
+                          a sticky key the users are N requests with the seeded random source.
+  --per-user              with --users: one line per user instead: ID VARIANT REASON BUCKET|-
+  --json                  JSON output: one object (one per line with --per-user)
+
+Options of both commands:
+  --node-metadata JSON    the proxy's CANARY_ROUTER node metadata (per-policy overrides)
+  --label KEY=VALUE       a label of the proxy's workload, for source_label rules (repeatable)
+Problems in node or route metadata are printed as \"warning: ...\" on stderr: the filter
+ignores such an override, and so does the command; they do not fail.
+
+Exit status: 0 success, 1 invalid configuration, 2 usage error (unknown option, unreadable file).
+";
+
+/// A command line problem: exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+/// Standard output and error. Output is buffered; write errors (a closed pipe) are ignored.
+pub struct Io<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+}
+
+impl Io<'_> {
+    pub fn out(&mut self, line: impl Display) {
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    pub fn err(&mut self, line: impl Display) {
+        // Keep the two streams in order on a terminal.
+        let _ = self.out.flush();
+        let _ = writeln!(self.err, "{line}");
+    }
+}
+
+/// Runs the command line `args` (without the program name); returns the exit status.
+pub fn run(args: &[String]) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    let status = match dispatch(args, &mut io) {
+        Ok(status) => status,
+        Err(Usage(message)) => {
+            io.err(format!("canary-router: {message}"));
+            io.err("see canary-router --help");
+            USAGE
+        }
+    };
+    let _ = out.flush();
+    ExitCode::from(status)
+}
+
+fn dispatch(args: &[String], io: &mut Io) -> Result<u8, Usage> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(Usage("missing command: validate or simulate".into()));
+    };
+    type Command = fn(&Args, &mut Io) -> Result<u8, Usage>;
+    let (run, opts): (Command, &[Opt]) = match command.as_str() {
+        "-h" | "--help" | "help" => {
+            io.out(HELP.trim_end());
+            return Ok(0);
+        }
+        "-V" | "--version" => {
+            io.out(format!("canary-router {}", env!("CARGO_PKG_VERSION")));
+            return Ok(0);
+        }
+        "validate" => (validate::run, validate::OPTS),
+        "simulate" => (simulate::run, simulate::OPTS),
+        other if other.starts_with('-') => return Err(Usage(format!("unknown option {other}"))),
+        other => return Err(Usage(format!("unknown command {other:?}"))),
+    };
+    let args = Args::parse(rest, opts)?;
+    if args.help {
+        io.out(HELP.trim_end());
+        return Ok(0);
+    }
+    run(&args, io)
+}
+
+/// Options shared by both commands.
+const ENV_OPTS: [Opt; 2] = [Opt::value("--node-metadata"), Opt::repeated("--label")];
+
+/// The proxy's environment from `--node-metadata` and `--label`.
+fn environment(args: &Args) -> Result<Environment, Usage> {
+    Ok(Environment {
+        node_overrides: args.value("--node-metadata").map(str::to_string),
+        labels: args.pairs("--label")?,
+    })
+}
+
+/// Reads a file named on the command line; a missing or unreadable file is a usage error.
+fn read(path: &str) -> Result<Vec<u8>, Usage> {
+    std::fs::read(path).map_err(|e| Usage(format!("cannot read {path}: {e}")))
+}
+
+/// `file` or `file: location`, the prefix of every line about one configuration.
+fn label(file: &str, location: &str) -> String {
+    if location.is_empty() {
+        file.to_string()
+    } else {
+        format!("{file}: {location}")
+    }
+}
+
+/// Compiles one configuration as the filter does; keeps the raw form for the summary.
+fn compile(json: &[u8], env: &Environment) -> Result<(RawConfig, Config), ConfigErrors> {
+    let raw = parse_json(json)?;
+    let config = compile_in(&raw, env)?;
+    Ok((raw, config))
+}
+
+/// Basis points as a percentage: 1000 → "10", 1050 → "10.5", 1005 → "10.05".
+fn percent(bp: u16) -> String {
+    let (whole, frac) = (bp / 100, bp % 100);
+    if frac == 0 {
+        whole.to_string()
+    } else if frac % 10 == 0 {
+        format!("{whole}.{}", frac / 10)
+    } else {
+        format!("{whole}.{frac:02}")
+    }
+}
+
+/// `canary 10 %, stable 90 %`, and what an override (from `source`) did to the split.
+fn describe_split(policy: &Policy, split: &Split, raw: Option<&RawPolicy>, source: &str) -> String {
+    let mut s = policy
+        .variants()
+        .iter()
+        .zip(split.weights_bp())
+        .map(|(v, bp)| format!("{} {} %", v.name(), percent(*bp)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let configured: Option<Vec<u16>> = raw.map(|raw| {
+        raw.variants
+            .iter()
+            .map(|v| (v.weight * 100.0).round() as u16)
+            .collect()
+    });
+    if configured.is_some_and(|c| c != split.weights_bp()) {
+        s.push_str(&format!(" (from {source})"));
+    }
+    if !split.enabled() {
+        let last = policy.variants().last().map_or("", |v| v.name());
+        s.push_str(&format!(" (disabled: all to {last})"));
+    }
+    s
+}
+
+/// A sticky key as written: `header x-user-id`.
+fn describe_key(key: &RawKey) -> String {
+    match (&key.header, &key.cookie, &key.query) {
+        (Some(h), _, _) => format!("header {}", h.to_ascii_lowercase()),
+        (_, Some(c), _) => format!("cookie {c}"),
+        (_, _, Some(q)) => format!("query {q}"),
+        _ => "source_ip".to_string(),
+    }
+}
+
+/// One summary line for a policy.
+fn describe_policy(policy: &Policy, raw: Option<&RawPolicy>) -> String {
+    let mut parts = vec![format!(
+        "{}: {}",
+        policy.name(),
+        describe_split(policy, policy.split(), raw, "node metadata")
+    )];
+    let Some(raw) = raw else {
+        return parts.join("; ");
+    };
+    let mut sticky: Vec<String> = raw
+        .sticky
+        .iter()
+        .flat_map(|s| s.keys.iter().map(describe_key))
+        .collect();
+    if let Some(cookie) = policy.sticky_cookie() {
+        sticky.push(format!("cookie {} (minted)", cookie.name()));
+    }
+    parts.push(if sticky.is_empty() {
+        "sticky: none (a random bucket per request)".to_string()
+    } else {
+        format!("sticky: {}", sticky.join(", "))
+    });
+    let labelled = raw
+        .rules
+        .iter()
+        .filter(|r| r.matches.iter().any(|m| m.source_label.is_some()))
+        .count();
+    parts.push(if labelled == 0 {
+        format!("rules: {}", raw.rules.len())
+    } else {
+        format!(
+            "rules: {} ({labelled} with source_label conditions)",
+            raw.rules.len()
+        )
+    });
+    let list = |v: &Option<Vec<String>>| v.as_ref().map_or("any".to_string(), |v| v.join(", "));
+    parts.push(format!("hosts: {}", list(&raw.hosts)));
+    parts.push(format!(
+        "path_prefix: {}",
+        raw.path_prefix.as_deref().unwrap_or("any")
+    ));
+    parts.push(format!("routes: {}", list(&raw.routes)));
+    if let Some(salt) = raw.salt.as_ref().filter(|s| **s != raw.name) {
+        parts.push(format!("salt: {salt}"));
+    }
+    if raw.trust_incoming {
+        parts.push("trusts an incoming variant header".to_string());
+    }
+    parts.join("; ")
+}

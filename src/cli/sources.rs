@@ -1,0 +1,237 @@
+//! Finding plugin configurations in a file: a plain configuration, Istio `WasmPlugin`
+//! manifests, or Envoy configuration holding the Wasm HTTP filter; JSON or (multi-document) YAML.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `@type` of the Envoy Wasm HTTP filter configuration.
+pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// `@type` of a `configuration` holding the plugin configuration as a string.
+const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
+
+/// One plugin configuration found in a file.
+#[derive(Debug)]
+pub struct Found {
+    /// Where in the file (`WasmPlugin reviews-canary: spec.pluginConfig`); empty when the file
+    /// is the configuration itself.
+    pub location: String,
+    /// The configuration as the filter receives it (JSON), or why it cannot be extracted.
+    pub json: Result<Vec<u8>, String>,
+}
+
+/// What a file holds.
+#[derive(Debug, Default)]
+pub struct Contents {
+    pub configs: Vec<Found>,
+    /// Documents that were skipped (`document 1: Service reviews: not a WasmPlugin`).
+    pub skipped: Vec<String>,
+}
+
+/// Parses `bytes` (the file `name`) and finds every plugin configuration in it. `Err`: the file
+/// is not JSON or YAML, or holds nothing to validate.
+pub fn load(name: &str, bytes: &[u8]) -> Result<Contents, String> {
+    let (docs, json) = documents(name, bytes)?;
+    let multi = docs.iter().filter(|(_, v)| !v.is_null()).count() > 1;
+    let mut out = Contents::default();
+    for (number, doc) in &docs {
+        if doc.is_null() {
+            continue;
+        }
+        // Where the document is, for documents that have no name of their own.
+        let prefix = if multi {
+            format!("document {number}: ")
+        } else {
+            String::new()
+        };
+        // A plain configuration in a JSON file goes to the core byte for byte, so that error
+        // positions (line, column) are the file's own.
+        let original = json.then_some(bytes);
+        classify(doc, &prefix, original, &mut out);
+    }
+    if out.configs.is_empty() {
+        let mut msg = format!(
+            "nothing to validate: no plugin configuration (an object with \"policies\"), \
+             Istio WasmPlugin or Envoy Wasm filter ({WASM_TYPE}) found"
+        );
+        if docs.iter().any(|(_, d)| mentions(d, "config_discovery")) {
+            msg.push_str(
+                "; the filter's configuration is delivered by config_discovery (ECDS): \
+                 validate the file that holds the extension config",
+            );
+        }
+        return Err(msg);
+    }
+    Ok(out)
+}
+
+/// The documents of a file, numbered from 1: one for JSON, one or more for YAML; and whether
+/// the file is JSON.
+type Documents = (Vec<(usize, Value)>, bool);
+
+fn documents(name: &str, bytes: &[u8]) -> Result<Documents, String> {
+    let json_name = name.to_ascii_lowercase().ends_with(".json");
+    if json_name || is_json(bytes) {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(v) => return Ok((vec![(1, v)], true)),
+            Err(e) if json_name => return Err(format!("invalid JSON: {e}")),
+            // `{a: 1}` is YAML (flow style); if it is not YAML either, the JSON error is the
+            // more useful one.
+            Err(e) => {
+                return yaml_documents(bytes)
+                    .map(|docs| (docs, false))
+                    .map_err(|_| format!("invalid JSON: {e}"))
+            }
+        }
+    }
+    yaml_documents(bytes).map(|docs| (docs, false))
+}
+
+fn yaml_documents(bytes: &[u8]) -> Result<Vec<(usize, Value)>, String> {
+    let mut docs = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_slice(bytes).enumerate() {
+        match Value::deserialize(de) {
+            Ok(v) => docs.push((i + 1, v)),
+            Err(e) => return Err(format!("invalid YAML: {e}")),
+        }
+    }
+    Ok(docs)
+}
+
+fn is_json(bytes: &[u8]) -> bool {
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    matches!(
+        text.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+/// Finds the configurations in one document.
+fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Contents) {
+    let kind = doc.get("kind").and_then(Value::as_str);
+    let api = doc.get("apiVersion").and_then(Value::as_str);
+    if let (Some(kind), Some(api)) = (kind, api) {
+        // A Kubernetes resource is named by its kind and name.
+        let resource = match doc.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(name) => format!("{kind} {name}"),
+            None => format!("{prefix}{kind} (unnamed)"),
+        };
+        if kind == "WasmPlugin" && api.starts_with("extensions.istio.io/") {
+            // Istio sends the pluginConfig Struct as JSON; none at all is an empty configuration.
+            let json = match doc.pointer("/spec/pluginConfig") {
+                Some(config) => serde_json::to_vec(config).map_err(|e| e.to_string()),
+                None => Ok(Vec::new()),
+            };
+            out.configs.push(Found {
+                location: format!("{resource}: spec.pluginConfig"),
+                json,
+            });
+            return;
+        }
+        // Other resources (an EnvoyFilter, say) may still embed the Envoy Wasm filter.
+        let before = out.configs.len();
+        find_wasm(doc, &format!("{resource}: "), out);
+        if out.configs.len() == before {
+            out.skipped.push(format!("{resource} (not a WasmPlugin)"));
+        }
+        return;
+    }
+    let plain = doc.as_object().is_some_and(|o| {
+        ["policies", "variant_header", "expose_variant"]
+            .iter()
+            .any(|k| o.contains_key(*k))
+    });
+    if plain {
+        let json = match original {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => serde_json::to_vec(doc).map_err(|e| e.to_string()),
+        };
+        out.configs.push(Found {
+            location: prefix.trim_end_matches(": ").to_string(),
+            json,
+        });
+        return;
+    }
+    find_wasm(doc, prefix, out);
+}
+
+/// Every Envoy Wasm filter configuration in `doc`, located by JSON path after `prefix`.
+fn find_wasm(doc: &Value, prefix: &str, out: &mut Contents) {
+    let mut found = Vec::new();
+    walk(doc, &mut String::new(), &mut found);
+    for (path, wasm) in found {
+        let field = "config.configuration.value";
+        let location = if path.is_empty() {
+            format!("{prefix}{field}")
+        } else {
+            format!("{prefix}{path}.{field}")
+        };
+        out.configs.push(Found {
+            location,
+            json: wasm_configuration(wasm),
+        });
+    }
+}
+
+fn walk<'a>(v: &'a Value, path: &mut String, found: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) => {
+            if map.get("@type").and_then(Value::as_str) == Some(WASM_TYPE) {
+                found.push((path.clone(), v));
+                return;
+            }
+            for (k, child) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                if k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    path.push_str(k);
+                } else {
+                    path.push_str(&Value::from(k.as_str()).to_string());
+                }
+                walk(child, path, found);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk(child, path, found);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The plugin configuration of an Envoy Wasm filter, as Envoy hands it to the filter: the
+/// string in `config.configuration` (a `google.protobuf.StringValue`); none is empty.
+fn wasm_configuration(wasm: &Value) -> Result<Vec<u8>, String> {
+    let Some(configuration) = wasm.pointer("/config/configuration") else {
+        return Ok(Vec::new());
+    };
+    if let Some(t) = configuration.get("@type").and_then(Value::as_str) {
+        if t != STRING_VALUE_TYPE {
+            return Err(format!(
+                "\"@type\" is {t:?}; the plugin configuration is read from a {STRING_VALUE_TYPE} holding JSON"
+            ));
+        }
+    }
+    match configuration.get("value") {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(_) => Err("must be a string holding the JSON plugin configuration".into()),
+    }
+}
+
+/// Whether an object key `key` occurs anywhere in `v`.
+fn mentions(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Object(map) => map.contains_key(key) || map.values().any(|c| mentions(c, key)),
+        Value::Array(items) => items.iter().any(|c| mentions(c, key)),
+        _ => false,
+    }
+}
