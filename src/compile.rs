@@ -521,8 +521,8 @@ pub(crate) fn check_weights<'a>(
     out
 }
 
-/// Formats basis points as a percentage: 10050 → "100.5".
-fn format_percent(bp: u32) -> String {
+/// Formats basis points as a percentage: 1000 → "10", 1050 → "10.5", 1005 → "10.05".
+pub fn format_percent(bp: u32) -> String {
     let whole = bp / 100;
     let frac = bp % 100;
     if frac == 0 {

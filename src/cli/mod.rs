@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use canary_router::compile::compile_in;
+use canary_router::compile::{compile_in, format_percent};
 use canary_router::config::{RawConfig, RawKey, RawPolicy};
 use canary_router::{parse_json, Config, ConfigErrors, Environment, Policy, Split};
 
@@ -182,14 +182,7 @@ fn compile(json: &[u8], env: &Environment) -> Result<(RawConfig, Config), Config
 
 /// Basis points as a percentage: 1000 → "10", 1050 → "10.5", 1005 → "10.05".
 fn percent(bp: u16) -> String {
-    let (whole, frac) = (bp / 100, bp % 100);
-    if frac == 0 {
-        whole.to_string()
-    } else if frac % 10 == 0 {
-        format!("{whole}.{}", frac / 10)
-    } else {
-        format!("{whole}.{frac:02}")
-    }
+    format_percent(u32::from(bp))
 }
 
 /// `canary 10 %, stable 90 %`, and what an override (from `source`) did to the split.
