@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A backend for the demo and the tests: answers every request with its own variant name.
 
-    backend.py NAME [PORT]      (PORT 0 or absent: any free port)
+    backend.py NAME [PORT [STATUS]]   (PORT 0 or absent: any free port; STATUS default 200)
 
 Prints "listening PORT" once ready. The response body is JSON: the backend's name, the request
 path and the variant header(s) it received; the header `x-served-by` carries the name too.
@@ -20,6 +20,8 @@ http.client._MAXLINE = 1 << 20
 def main() -> None:
     name = sys.argv[1]
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    status = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+    reason = {200: "OK", 503: "Service Unavailable"}.get(status, "Status")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -35,7 +37,7 @@ def main() -> None:
                 "variant_header": self.headers.get("x-canary-variant"),
                 "variant_headers": self.headers.get_all("x-canary-variant") or [],
             }).encode()
-            head = (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(body)}\r\nx-served-by: {name}\r\n\r\n")
             # One write per response, Nagle off: no delayed-ACK stalls on keep-alive.
             self.wfile.write(head.encode() + body)

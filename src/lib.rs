@@ -23,6 +23,7 @@ mod index;
 pub mod overrides;
 pub mod pb;
 pub mod request;
+pub mod stats;
 
 pub use compile::{parse_json, Config, Policy, Split, StickyCookie, Variant};
 pub use decide::{Decision, MintedId, Reason};

@@ -61,12 +61,17 @@ def expected_variant(variants: list[tuple[str, float]], b: int) -> str:
 
 
 class Backend:
-    """scripts/backend.py as a subprocess: answers with its own name."""
+    """scripts/backend.py as a subprocess: answers with its own name (and `status`);
+    with `grpc_status`, scripts/grpc_backend.py: an HTTP/2 gRPC-shaped backend."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, status: int = 200, grpc_status: int | None = None):
         self.name = name
+        if grpc_status is None:
+            cmd = [str(ROOT / "scripts" / "backend.py"), name, "0", str(status)]
+        else:
+            cmd = [str(ROOT / "scripts" / "grpc_backend.py"), name, str(grpc_status), "0"]
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "backend.py"), name, "0"],
+            [sys.executable, *cmd],
             stdout=subprocess.PIPE,
             text=True,
             preexec_fn=_die_with_parent,

@@ -6,7 +6,7 @@
 
 use std::ptr::null_mut;
 
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::{MapType, MetricType, Status};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -34,6 +34,21 @@ extern "C" {
         path_size: usize,
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> Status;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
     ) -> Status;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
@@ -190,4 +205,42 @@ pub fn call_foreign(name: &str) -> Result<(), Status> {
             s => Err(s),
         }
     }
+}
+
+/// Defines (or finds) a metric; `None` if the host refuses.
+pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: the name slice and the out-pointer are valid for the call.
+    match unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) } {
+        Status::Ok => Some(id),
+        _ => None,
+    }
+}
+
+/// Adds to a counter; failures are ignored (a stat must never fail a request).
+pub fn increment_metric(id: u32, by: i64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_increment_metric(id, by) };
+}
+
+/// Sets a gauge or records a histogram value; failures are ignored.
+pub fn record_metric(id: u32, value: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_record_metric(id, value) };
+}
+
+/// The host's clock in nanoseconds since the epoch (0 if unavailable).
+pub fn now_nanos() -> u64 {
+    let mut t = 0u64;
+    // SAFETY: the out-pointer is valid for the call.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut t) } {
+        Status::Ok => t,
+        _ => 0,
+    }
+}
+
+/// Sets a property (Envoy: filter state `wasm.<path>`, readable by access logs).
+pub fn set_property(path: &[u8], value: &[u8]) {
+    // SAFETY: both slices are valid for the call.
+    let _ = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
 }

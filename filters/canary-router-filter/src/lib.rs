@@ -6,25 +6,28 @@
 //! metadata is compiled on a route's first request and cached by route name.
 
 mod host;
+mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY, ROUTE_METADATA_NAMESPACE};
+use canary_router::stats::ErrorSource;
 use canary_router::{pb, Config, Environment, Random, RequestView, RouteOverride, SplitMix64};
 use hashbrown::HashMap;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use host::HeaderMap;
+use metrics::Metrics;
 
 /// How often cached route metadata is dropped and read again (routes may change by RDS).
 const ROUTE_CACHE_TTL: Duration = Duration::from_secs(10);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None, weight_gauges: Vec::new() }) });
 }}
 
 /// A configuration in force and what was derived from it.
@@ -36,6 +39,7 @@ struct Active {
     /// The last problem logged per route, so a bad override is logged once, not at every
     /// cache refresh.
     route_errors: RefCell<HashMap<String, String>>,
+    metrics: Metrics,
 }
 
 impl Active {
@@ -64,6 +68,7 @@ impl Active {
                 let mut logged = self.route_errors.borrow_mut();
                 if logged.get(name) != Some(&e) {
                     log::error!("invalid route metadata override, ignored: {e}");
+                    metrics::config_errors(ErrorSource::Route, 1);
                     logged.insert(name.to_string(), e);
                 }
                 None
@@ -78,6 +83,8 @@ impl Active {
 
 struct Root {
     active: Option<Rc<Active>>,
+    /// The `canary_router_weight` gauges set by the configuration in force.
+    weight_gauges: Vec<String>,
 }
 
 impl Root {
@@ -110,11 +117,14 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
+        metrics::define_config_errors();
         match Config::from_json_in(&bytes, &Root::environment()) {
             Ok(config) => {
                 for w in config.warnings() {
                     log::error!("invalid node metadata override, ignored: {w}");
                 }
+                metrics::config_errors(ErrorSource::Node, config.warnings().len());
+                self.weight_gauges = metrics::set_weights(&config, &self.weight_gauges);
                 let n = config.policies().len();
                 log::info!(
                     "configured {n} polic{}, variant header {:?}",
@@ -125,6 +135,7 @@ impl RootContext for Root {
                     config,
                     routes: RefCell::new(HashMap::new()),
                     route_errors: RefCell::new(HashMap::new()),
+                    metrics: Metrics::default(),
                 }));
                 self.set_tick_period(ROUTE_CACHE_TTL);
                 true
@@ -136,6 +147,7 @@ impl RootContext for Root {
                 if self.active.is_some() {
                     log::error!("keeping the last valid configuration");
                 }
+                metrics::config_errors(ErrorSource::Plugin, 1);
                 false
             }
         }
@@ -150,8 +162,11 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             active: self.active.clone(),
+            decided: None,
             set_cookie: None,
-            expose: None,
+            started_ns: 0,
+            status: None,
+            grpc_status: None,
         }))
     }
 
@@ -162,10 +177,17 @@ impl RootContext for Root {
 
 struct Request {
     active: Option<Rc<Active>>,
+    /// `(policy, variant)` of the decision, if a policy applied.
+    decided: Option<(usize, usize)>,
     /// `Set-Cookie` value for a minted sticky id, sent on the response.
     set_cookie: Option<String>,
-    /// `(policy, variant)` to return in the response when `expose_variant` is on.
-    expose: Option<(usize, usize)>,
+    /// Host clock at the decision, for `canary_router_response_time_ms`.
+    started_ns: u64,
+    /// `:status` of the response, once its headers passed.
+    status: Option<u16>,
+    /// `grpc-status` name from response headers or trailers; `Some(NOT_GRPC)` for a response
+    /// that is not gRPC.
+    grpc_status: Option<&'static str>,
 }
 
 impl Context for Request {}
@@ -193,23 +215,59 @@ impl HttpContext for Request {
         );
         clear_route_cache();
 
-        let set_cookie = match (d.minted, policy.sticky_cookie()) {
+        active.metrics.request(config, &d);
+        // For access logs: %FILTER_STATE(wasm.canary_router:PLAIN)% = "policy variant reason".
+        let mut buf = [0u8; 160]; // names are at most 64 bytes, reasons 13
+        let mut len = 0;
+        for (i, part) in [policy.name(), variant, d.reason.as_str()]
+            .iter()
+            .enumerate()
+        {
+            let sep = usize::from(i > 0);
+            if let Some(dst) = buf.get_mut(len..len + sep + part.len()) {
+                dst[..sep].copy_from_slice(&b" "[..sep]);
+                dst[sep..].copy_from_slice(part.as_bytes());
+                len += sep + part.len();
+            }
+        }
+        host::set_property(b"canary_router", buf.get(..len).unwrap_or_default());
+
+        self.set_cookie = match (d.minted, policy.sticky_cookie()) {
             (Some(id), Some(cookie)) => Some(cookie.set_cookie_value(id.as_str())),
             _ => None,
         };
-        let expose = config.expose_variant().then_some((d.policy, d.variant));
-        self.set_cookie = set_cookie;
-        self.expose = expose;
+        self.decided = Some((d.policy, d.variant));
+        self.started_ns = host::now_nanos();
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(active), Some(at)) = (&self.active, self.decided) else {
+            return Action::Continue;
+        };
+        let config = &active.config;
+        let elapsed_ms = host::now_nanos().saturating_sub(self.started_ns) / 1_000_000;
+        active.metrics.response_time(config, at, elapsed_ms);
+
+        let headers = HeaderMap::read(MapType::HttpResponseHeaders);
+        let mut grpc = false;
+        for (k, v) in headers.pairs() {
+            match k {
+                b":status" => self.status = metrics::parse_status(v),
+                b"grpc-status" => self.grpc_status = Some(metrics::grpc_status_name(v)),
+                b"content-type" => grpc = v.starts_with(b"application/grpc"),
+                _ => {}
+            }
+        }
+        if !grpc && self.grpc_status.is_none() {
+            self.grpc_status = Some(metrics::NOT_GRPC);
+        }
+
         if let Some(cookie) = self.set_cookie.take() {
             let _ = host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie);
         }
-        if let (Some((p, v)), Some(active)) = (self.expose.take(), &self.active) {
-            let config = &active.config;
-            if let Some(variant) = config.policy(p).and_then(|p| p.variant(v)) {
+        if config.expose_variant() {
+            if let Some(variant) = config.policy(at.0).and_then(|p| p.variant(at.1)) {
                 let _ = host::replace_header(
                     MapType::HttpResponseHeaders,
                     config.variant_header(),
@@ -218,6 +276,31 @@ impl HttpContext for Request {
             }
         }
         Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.decided.is_some() && self.grpc_status.is_none() {
+            let trailers = HeaderMap::read(MapType::HttpResponseTrailers);
+            if let Some((_, v)) = trailers.pairs().find(|(k, _)| *k == b"grpc-status") {
+                self.grpc_status = Some(metrics::grpc_status_name(v));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(active), Some(at)) = (&self.active, self.decided) else {
+            return;
+        };
+        let class = metrics::code_class(self.status);
+        // gRPC without a status (e.g. reset before the trailers) is a failure of unknown kind;
+        // no response headers at all: neither HTTP nor gRPC answered.
+        let grpc = match (self.status, self.grpc_status) {
+            (None, _) => metrics::NOT_GRPC,
+            (Some(_), Some(g)) => g,
+            (Some(_), None) => "UNKNOWN",
+        };
+        active.metrics.response(&active.config, at, class, grpc);
     }
 }
 
