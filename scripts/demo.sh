@@ -47,9 +47,9 @@ def get(path="/", **headers):
     return r
 
 print(f"\n1. Weighted, sticky by user: {users} users with x-user-id (config: canary 10 %, stable 90 %)")
-split = Counter(get(**{"x-user-id": f"user-{i}"}).getheader("x-served-by") for i in range(users))
-for v in ("canary", "stable"):
-    print(f"   {v:7} {split[v]:6}  {100 * split[v] / users:5.1f} %")
+for i in range(users):
+    get(**{"x-user-id": f"user-{i}"})
+print("   sent; the split is read from Envoy's stats at the end")
 
 print("\n2. Sticky: user-7 asks 20 times")
 seen = Counter(get(**{"x-user-id": "user-7"}).getheader("x-served-by") for _ in range(20))
@@ -76,9 +76,31 @@ r = get(**{"x-user-id": stable_user, "x-canary-variant": "canary"})
 print(f"   {stable_user} sends x-canary-variant: canary -> served by {r.getheader('x-served-by')}")
 
 admin = http.client.HTTPConnection("127.0.0.1", 9901)
-admin.request("GET", "/stats?filter=cluster\\.(stable|canary)\\.upstream_rq_2xx$")
-print("\n6. Envoy's own counters (admin /stats):")
-for line in admin.getresponse().read().decode().splitlines():
-    print(f"   {line}")
+admin.request("GET", "/stats/prometheus")
+text = admin.getresponse().read().decode()
+requests, responses, reasons = Counter(), Counter(), Counter()
+ok = Counter()
+for line in text.splitlines():
+    m = re.match(r'(canary_router_\w+)\{(.*)\} (\S+)$', line)
+    if not m:
+        continue
+    name, labels, value = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2))), float(m.group(3))
+    if name == "canary_router_requests_total":
+        requests[labels["variant"]] += value
+        reasons[(labels["variant"], labels["reason"])] += value
+    elif name == "canary_router_responses_total":
+        responses[labels["variant"]] += value
+        if labels["code_class"] not in ("5xx", "none") and labels["grpc_status"] in ("none", "OK"):
+            ok[labels["variant"]] += value
+total = sum(requests.values())
+print("\n6. From Envoy's /stats/prometheus (canary_router_requests_total, canary_router_responses_total):")
+print(f"   {'variant':8} {'requests':>9} {'share':>7} {'success':>8}   reasons")
+for v in sorted(requests):
+    why = ", ".join(f"{r} {int(n)}" for (var, r), n in sorted(reasons.items()) if var == v)
+    rate = 100 * ok[v] / responses[v] if responses[v] else 0.0
+    print(f"   {v:8} {int(requests[v]):9} {100 * requests[v] / total:6.1f}% {rate:7.1f}%   {why}")
+for line in text.splitlines():
+    if line.startswith("canary_router_weight{"):
+        print(f"   {line}")
 PY
 log "done; Envoy log in dist/demo-envoy.log"
