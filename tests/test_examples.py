@@ -66,3 +66,12 @@ def test_ab_test(envoys, backends):
         r = envoy.request(path, headers)
         assert r.served_by == want, (headers, path)
         assert r.header("x-canary-variant") == want  # expose_variant
+
+
+def test_every_envoy_config_extracts_the_metric_labels():
+    """The stats_tags shipped in each Envoy YAML are exactly the filter's labels, Istio style."""
+    want = [{"tag_name": l, "regex": f"({l}=\\.=(.*?);\\.;)"}
+            for l in ("policy", "variant", "reason", "code_class", "grpc_status", "source")]
+    for name in EXAMPLES:
+        b = load_config(name)
+        assert b.get("stats_config", {}).get("stats_tags") == want, name

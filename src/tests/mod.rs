@@ -47,3 +47,4 @@ fn filler(len: usize) -> String {
         .map(|i| char::from(ALPHABET[i % ALPHABET.len()]))
         .collect()
 }
+mod stats;
