@@ -9,6 +9,7 @@ mod decide;
 mod overrides;
 mod parsing;
 mod pb;
+mod stats;
 
 use crate::{Config, Decision, SimpleRequest, SplitMix64};
 
@@ -47,4 +48,3 @@ fn filler(len: usize) -> String {
         .map(|i| char::from(ALPHABET[i % ALPHABET.len()]))
         .collect()
 }
-mod stats;

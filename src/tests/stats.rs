@@ -2,10 +2,17 @@
 
 use crate::stats::*;
 
+/// (metric, labels, the name Envoy is given)
+type NameCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn tagged_names_put_labels_first() {
-    let cases: [(&str, &[(&str, &str)], &str); 3] = [
+    let cases: [NameCase; 3] = [
         (
             REQUESTS_TOTAL,
             &[
