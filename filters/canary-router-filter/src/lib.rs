@@ -9,6 +9,7 @@ mod host;
 mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -218,18 +219,12 @@ impl HttpContext for Request {
         active.metrics.request(config, &d);
         // For access logs: %FILTER_STATE(wasm.canary_router:PLAIN)% = "policy variant reason".
         let mut buf = [0u8; 160]; // names are at most 64 bytes, reasons 13
-        let mut len = 0;
-        for (i, part) in [policy.name(), variant, d.reason.as_str()]
-            .iter()
-            .enumerate()
-        {
-            let sep = usize::from(i > 0);
-            if let Some(dst) = buf.get_mut(len..len + sep + part.len()) {
-                dst[..sep].copy_from_slice(&b" "[..sep]);
-                dst[sep..].copy_from_slice(part.as_bytes());
-                len += sep + part.len();
-            }
-        }
+        let free = {
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{} {} {}", policy.name(), variant, d.reason.as_str());
+            w.len()
+        };
+        let len = buf.len() - free;
         host::set_property(b"canary_router", buf.get(..len).unwrap_or_default());
 
         self.set_cookie = match (d.minted, policy.sticky_cookie()) {
