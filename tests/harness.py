@@ -50,6 +50,16 @@ def bucket(salt: str, key: str) -> int:
     return xxhash.xxh3_64_intdigest(f"{salt}:{key}".encode()) % BUCKETS
 
 
+def wait_for(predicate, timeout: float = 20) -> bool:
+    """Polls `predicate` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def expected_variant(variants: list[tuple[str, float]], b: int) -> str:
     """The variant owning bucket `b` when variants own consecutive ranges in order."""
     end = 0

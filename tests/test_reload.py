@@ -10,7 +10,7 @@ from collections import Counter
 
 import yaml
 
-from harness import CONFIG_DIR, WASM, bucket, expected_variant, load_config
+from harness import CONFIG_DIR, WASM, bucket, expected_variant, load_config, wait_for
 
 ECDS_DIR = CONFIG_DIR / "ecds"
 
@@ -35,15 +35,6 @@ def publish(directory, resource):
 def stat(envoy, name):
     _, text = envoy.admin_get(f"/stats?filter=^{name}$")
     return int(text.split(":")[1]) if ":" in text else 0
-
-
-def wait_for(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Traffic(threading.Thread):

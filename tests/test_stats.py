@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from harness import (CONFIG_DIR, ROOT, Backend, bootstrap_for, bucket, expected_variant, hcm)
+from harness import (CONFIG_DIR, ROOT, Backend, bootstrap_for, bucket, expected_variant, hcm,
+                     wait_for)
 
 CANARY_10 = [("canary", 10), ("stable", 90)]
 PLUGIN = {"policies": [{
@@ -47,15 +48,6 @@ def start(envoys, backends, plugin=PLUGIN, canary=None, node=None, routes=None):
     if routes is not None:
         hcm(b)["route_config"]["virtual_hosts"][0]["routes"] = routes
     return envoys(b)
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_counts_and_labels_match_known_decisions(envoys, backends):
