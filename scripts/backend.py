@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A backend for the demo and the tests: answers every request with its own variant name.
 
-    backend.py NAME [PORT [STATUS]]   (PORT 0 or absent: any free port; STATUS default 200)
+    backend.py NAME [PORT [STATUS [DELAY_MS]]]   (PORT 0: any free port; STATUS default 200;
+                                                  DELAY_MS: wait before answering, default 0)
 
 Prints "listening PORT" once ready. The response body is JSON: the backend's name, the request
 path and the variant header(s) it received; the header `x-served-by` carries the name too.
@@ -9,6 +10,7 @@ path and the variant header(s) it received; the header `x-served-by` carries the
 import http.client
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -22,6 +24,7 @@ def main() -> None:
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     status = int(sys.argv[3]) if len(sys.argv) > 3 else 200
     reason = {200: "OK", 503: "Service Unavailable"}.get(status, "Status")
+    delay = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -31,6 +34,8 @@ def main() -> None:
             length = int(self.headers.get("content-length") or 0)
             if length:
                 self.rfile.read(length)
+            if delay:
+                time.sleep(delay)
             body = json.dumps({
                 "served_by": name,
                 "path": self.path,

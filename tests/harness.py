@@ -74,10 +74,11 @@ class Backend:
     """scripts/backend.py as a subprocess: answers with its own name (and `status`);
     with `grpc_status`, scripts/grpc_backend.py: an HTTP/2 gRPC-shaped backend."""
 
-    def __init__(self, name: str, status: int = 200, grpc_status: int | None = None):
+    def __init__(self, name: str, status: int = 200, grpc_status: int | None = None,
+                 delay_ms: int = 0):
         self.name = name
         if grpc_status is None:
-            cmd = [str(ROOT / "scripts" / "backend.py"), name, "0", str(status)]
+            cmd = [str(ROOT / "scripts" / "backend.py"), name, "0", str(status), str(delay_ms)]
         else:
             cmd = [str(ROOT / "scripts" / "grpc_backend.py"), name, str(grpc_status), "0"]
         self.proc = subprocess.Popen(

@@ -107,6 +107,27 @@ def test_http_503_of_the_canary_is_counted(envoys, backends):
         failing.stop()
 
 
+def test_request_reset_before_response_headers_is_code_class_none(envoys, backends):
+    """The client gives up before the (slow) canary answers: counted as `code_class="none"`."""
+    import socket
+
+    slow = Backend("canary", delay_ms=3000)
+    try:
+        envoy = start(envoys, backends, canary=slow)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", envoy.port)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nhost: reviews\r\nx-beta: true\r\n\r\n")
+                time.sleep(0.3)  # decided and forwarded; then the client closes
+        assert wait_for(lambda: series(prometheus(envoy), "canary_router_responses_total",
+                                       policy="reviews", variant="canary", code_class="none",
+                                       grpc_status="none") == 3)
+        s = prometheus(envoy)
+        assert series(s, "canary_router_requests_total", policy="reviews", variant="canary",
+                      reason="rule") == 3
+    finally:
+        slow.stop()
+
+
 @pytest.mark.parametrize("code, name", [(14, "UNAVAILABLE"), (0, "OK"), (5, "NOT_FOUND")])
 def test_grpc_status_in_trailers_is_counted(envoys, backends, code, name):
     """A gRPC backend answering HTTP 200 with `grpc-status` in trailers: the failure is visible."""
