@@ -272,17 +272,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
             "configuration is empty; expected a JSON object with \"policies\"",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        // serde_path_to_error says "." for the root and "?" where it lost track (e.g. at EOF).
-        let path = if path == "." || path == "?" {
-            "(config)".to_string()
-        } else {
-            path
-        };
-        ConfigErrors::single(path, e.inner().to_string())
-    })
+    crate::jsonpath::parse(bytes, "")
 }
 
 /// Validates a raw configuration and builds its runtime form, reporting every error found.

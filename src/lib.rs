@@ -20,6 +20,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 mod index;
+pub mod jsonpath;
 pub mod overrides;
 pub mod pb;
 pub mod request;

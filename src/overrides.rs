@@ -45,42 +45,31 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
     let base = format!("node.{NODE_METADATA_KEY}");
     // The document as a whole first (policy name → anything), then each override on its own,
     // so that one bad entry does not take the others with it.
-    let de = &mut serde_json::Deserializer::from_str(json);
-    let parsed: Result<BTreeMap<String, serde_json::Value>, _> =
-        serde_path_to_error::deserialize(de);
-    let entries = match parsed {
-        Ok(map) => map,
-        Err(e) => {
-            let path = e.path().to_string();
-            let path = match path.as_str() {
-                "." | "?" => base,
-                p => format!("{base}.{p}"),
-            };
-            return vec![ConfigError {
-                path,
-                message: format!("{} (all node metadata overrides ignored)", e.inner()),
-            }];
-        }
-    };
+    let entries: BTreeMap<String, serde_json::Value> =
+        match crate::jsonpath::parse(json.as_bytes(), &base) {
+            Ok(map) => map,
+            Err(errors) => {
+                return errors
+                    .0
+                    .into_iter()
+                    .map(|e| ConfigError {
+                        path: e.path,
+                        message: format!("{} (all node metadata overrides ignored)", e.message),
+                    })
+                    .collect();
+            }
+        };
     let mut map = BTreeMap::new();
     let mut warnings = Vec::new();
     for (name, value) in entries {
-        let parsed: Result<RawOverride, _> = serde_path_to_error::deserialize(&value);
-        match parsed {
+        match crate::jsonpath::from_value::<RawOverride>(&value, &format!("{base}.{name}")) {
             Ok(raw) => {
                 map.insert(name, raw);
             }
-            Err(e) => {
-                let at = e.path().to_string();
-                let path = match at.as_str() {
-                    "." | "?" => format!("{base}.{name}"),
-                    p => format!("{base}.{name}.{p}"),
-                };
-                warnings.push(ConfigError {
-                    path,
-                    message: format!("{}; override ignored", e.inner()),
-                });
-            }
+            Err(errors) => warnings.extend(errors.0.into_iter().map(|e| ConfigError {
+                path: e.path,
+                message: format!("{}; override ignored", e.message),
+            })),
         }
     }
     for (name, raw) in &map {
@@ -183,14 +172,7 @@ impl Config {
         value: &serde_json::Value,
         path: &str,
     ) -> Result<Option<RouteOverride>, ConfigErrors> {
-        let raw: RawOverride = serde_path_to_error::deserialize(value).map_err(|e| {
-            let at = e.path().to_string();
-            let at = match at.as_str() {
-                "." | "?" => path.to_string(),
-                p => format!("{path}.{p}"),
-            };
-            ConfigErrors::single(at, e.inner().to_string())
-        })?;
+        let raw: RawOverride = crate::jsonpath::from_value(value, path)?;
         let policy = match &raw.policy {
             None => None,
             Some(name) => match self.policies.iter().position(|p| p.name == *name) {

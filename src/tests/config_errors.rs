@@ -445,7 +445,7 @@ fn ipv6_host_with_port_is_rejected() {
     );
 }
 
-/// Regression (compile.rs `parse_json` vs serde_path_to_error): a syntax error at the end of the
+/// Regression: a syntax error at the end of the
 /// document (truncated JSON) is reported at the path "?" instead of "(config)".
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
