@@ -68,10 +68,13 @@ impl MintedId {
         rng.fill(&mut raw);
         let mut out = [0u8; MINTED_ID_LEN];
         for (pair, b) in out.chunks_exact_mut(2).zip(raw) {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let hex = |nibble: u8| match nibble {
+                0..=9 => b'0' + nibble,
+                _ => b'a' + (nibble - 10),
+            };
             if let [hi, lo] = pair {
-                *hi = HEX[usize::from(b >> 4)];
-                *lo = HEX[usize::from(b & 0x0f)];
+                *hi = hex(b >> 4);
+                *lo = hex(b & 0x0f);
             }
         }
         MintedId(out)
