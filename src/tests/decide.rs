@@ -1,7 +1,7 @@
 //! Decision semantics: which policy applies, then which variant and why.
 
 use super::config_errors::EXAMPLE;
-use super::{config, decide, policy_name, variant_name};
+use super::{config, decide, policy_name, rule_holds_on, variant_name};
 use crate::{bucket_for, Config, Decision, Reason, SimpleRequest, SplitMix64};
 
 /// A policy named `name` with `selectors` (JSON members, possibly empty) and one variant.
@@ -329,25 +329,9 @@ fn trusted_incoming_variant() {
     }
 }
 
-/// Whether a rule with the single condition `m` holds for `req`.
+/// Whether a rule with `conditions` holds for `req`.
 fn rule_holds(conditions: &str, req: &SimpleRequest) -> bool {
-    let c = config(&format!(
-        r#"{{"policies":[{{"name":"p",
-        "variants":[{{"name":"hit","weight":0}},{{"name":"miss","weight":100}}],
-        "rules":[{{"variant":"hit","match":[{conditions}]}}]}}]}}"#
-    ));
-    let d = decide(&c, req).expect("decision");
-    match d.reason {
-        Reason::Rule => {
-            assert_eq!(variant_name(&c, &d), "hit");
-            true
-        }
-        Reason::Weight => {
-            assert_eq!(variant_name(&c, &d), "miss");
-            false
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
+    rule_holds_on(&[], conditions, req)
 }
 
 fn h(name: &str, value: &str) -> SimpleRequest {

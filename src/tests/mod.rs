@@ -11,13 +11,55 @@ mod parsing;
 mod pb;
 mod stats;
 
-use crate::{Config, Decision, SimpleRequest, SplitMix64};
+use crate::{Config, Decision, Environment, Reason, SimpleRequest, SplitMix64};
 
 /// Compiles a configuration that must be valid, showing every error otherwise.
 fn config(json: &str) -> Config {
     match Config::from_json(json.as_bytes()) {
         Ok(c) => c,
         Err(e) => panic!("config should compile, got: {e}\n{json}"),
+    }
+}
+
+/// Compiles a configuration that must be valid for a proxy with node overrides `node` and
+/// workload `labels`.
+fn config_in(json: &str, node: Option<&str>, labels: &[(&str, &str)]) -> Config {
+    let env = Environment {
+        node_overrides: node.map(str::to_string),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    match Config::from_json_in(json.as_bytes(), &env) {
+        Ok(c) => c,
+        Err(e) => panic!("config should compile, got: {e}\n{json}\nnode: {node:?}"),
+    }
+}
+
+/// Whether a rule with `conditions` holds for `req` on a proxy with `labels`: the rule sends
+/// to variant `hit` (weight 0), anything else to `miss`.
+fn rule_holds_on(labels: &[(&str, &str)], conditions: &str, req: &SimpleRequest) -> bool {
+    let c = config_in(
+        &format!(
+            r#"{{"policies":[{{"name":"p",
+            "variants":[{{"name":"hit","weight":0}},{{"name":"miss","weight":100}}],
+            "rules":[{{"variant":"hit","match":[{conditions}]}}]}}]}}"#
+        ),
+        None,
+        labels,
+    );
+    let d = decide(&c, req).expect("decision");
+    match d.reason {
+        Reason::Rule => {
+            assert_eq!(variant_name(&c, &d), "hit");
+            true
+        }
+        Reason::Weight => {
+            assert_eq!(variant_name(&c, &d), "miss");
+            false
+        }
+        other => panic!("unexpected reason {other:?}"),
     }
 }
 

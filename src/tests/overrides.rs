@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::variant_name;
+use super::{config_in, rule_holds_on, variant_name};
 use crate::{
     bucket_for, Config, ConfigError, Environment, Reason, RouteOverride, SimpleRequest, Split,
     SplitMix64,
@@ -32,22 +32,6 @@ type Labels = &'static [(&'static str, &'static str)];
 
 /// The path the filter gives route overrides in errors.
 const ROUTE: &str = "route[r].filter_metadata.canary-router";
-
-/// Compiles a configuration that must be valid for a proxy with node overrides `node` and
-/// workload `labels`.
-fn config_in(json: &str, node: Option<&str>, labels: &[(&str, &str)]) -> Config {
-    let env = Environment {
-        node_overrides: node.map(str::to_string),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    match Config::from_json_in(json.as_bytes(), &env) {
-        Ok(c) => c,
-        Err(e) => panic!("config should compile, got: {e}\n{json}\nnode: {node:?}"),
-    }
-}
 
 /// A route override that must compile to something.
 fn route(c: &Config, value: Value) -> RouteOverride {
@@ -525,31 +509,6 @@ fn disabled_policy_sends_everything_to_the_last_variant() {
     assert_eq!((d.variant, d.reason), (0, Reason::Disabled));
 }
 
-/// Whether a rule with `conditions` holds for `req` on a proxy with `labels`.
-fn label_rule_holds(labels: &[(&str, &str)], conditions: &str, req: &SimpleRequest) -> bool {
-    let c = config_in(
-        &format!(
-            r#"{{"policies":[{{"name":"p",
-            "variants":[{{"name":"hit","weight":0}},{{"name":"miss","weight":100}}],
-            "rules":[{{"variant":"hit","match":[{conditions}]}}]}}]}}"#
-        ),
-        None,
-        labels,
-    );
-    let d = c.decide(req, &mut SplitMix64::new(7)).expect("decision");
-    match d.reason {
-        Reason::Rule => {
-            assert_eq!(variant_name(&c, &d), "hit");
-            true
-        }
-        Reason::Weight => {
-            assert_eq!(variant_name(&c, &d), "miss");
-            false
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
-}
-
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn source_label_conditions() {
@@ -614,7 +573,7 @@ fn source_label_conditions() {
     ];
     let failures: Vec<String> = cases
         .iter()
-        .filter(|(labels, cond, r, want)| label_rule_holds(labels, cond, r) != *want)
+        .filter(|(labels, cond, r, want)| rule_holds_on(labels, cond, r) != *want)
         .map(|(labels, cond, r, want)| {
             format!("{cond} with {labels:?} on {:?}: want {want}", r.headers)
         })
