@@ -37,19 +37,13 @@ impl PolicyIndex {
                             Some(suffix) => (&mut ix.wildcard, suffix),
                             None => (&mut ix.exact, h.as_str()),
                         };
-                        let list = map.entry(key.to_string()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
+                        file(map, key, i);
                     }
                 }
                 _ => match &p.routes {
                     Some(routes) => {
                         for r in routes {
-                            let list = ix.routes.entry(r.clone()).or_default();
-                            if list.last() != Some(&i) {
-                                list.push(i);
-                            }
+                            file(&mut ix.routes, r, i);
                         }
                     }
                     None => ix.any.push(i),
@@ -102,5 +96,13 @@ impl PolicyIndex {
         }
         consider(&self.any);
         (best != u32::MAX).then_some(best as usize)
+    }
+}
+
+/// Files policy `i` under `key`, once (a policy may list the same host or route twice).
+fn file(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
+    let list = map.entry_ref(key).or_default();
+    if list.last() != Some(&i) {
+        list.push(i);
     }
 }
