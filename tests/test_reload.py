@@ -1,7 +1,6 @@
 """Live updates: a new plugin configuration delivered by ECDS from a watched file
 (envoy-config/ecds/) takes effect without a restart and without a failed request; an invalid
 one is rejected and the last valid configuration keeps serving."""
-import copy
 import json
 import os
 import threading
