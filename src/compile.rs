@@ -9,6 +9,7 @@ use crate::config::{
 };
 use crate::error::{ConfigError, ConfigErrors, Errors};
 use crate::index::PolicyIndex;
+use crate::json::{quote, FixedError};
 use crate::overrides::{apply_node_overrides, Environment};
 use crate::BUCKETS;
 
@@ -252,7 +253,7 @@ pub enum Op {
     Suffix(String),
     Contains(String),
     Present(bool),
-    Regex(regex_lite::Regex),
+    Regex(crate::regex::Regex),
 }
 
 /// Parses JSON into the raw configuration, naming the JSON path on error.
@@ -272,7 +273,27 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
             "configuration is empty; expected a JSON object with \"policies\"",
         ));
     }
-    crate::jsonpath::parse(bytes, "")
+    let value = crate::json::parse(bytes).map_err(|e| syntax_error(&e, ""))?;
+    let mut errs = Errors::default();
+    match RawConfig::decode(&value, &mut errs) {
+        Some(raw) if errs.is_empty() => Ok(raw),
+        _ => errs.finish_err(),
+    }
+}
+
+/// A JSON syntax error as a configuration error under `base` (the path of the document).
+pub(crate) fn syntax_error(e: &crate::json::SyntaxError, base: &str) -> ConfigErrors {
+    let path = match (base.is_empty(), e.path.starts_with('[')) {
+        (true, _) if e.path.is_empty() => "(config)".to_string(),
+        (true, _) => e.path.clone(),
+        (false, _) if e.path.is_empty() => base.to_string(),
+        (false, true) => format!("{base}{}", e.path),
+        (false, false) => format!("{base}.{}", e.path),
+    };
+    ConfigErrors::single(
+        path,
+        format!("{} at line {} column {}", e.message, e.line, e.column),
+    )
 }
 
 /// Validates a raw configuration and builds its runtime form, reporting every error found.
@@ -307,8 +328,8 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
             errs.push(
                 format!("{path}.name"),
                 format!(
-                    "duplicate policy name {:?} (also policies[{first}])",
-                    p.name
+                    "duplicate policy name {} (also policies[{first}])",
+                    quote(&p.name)
                 ),
             );
         }
@@ -368,7 +389,7 @@ fn compile_policy(
         if !prefix.starts_with('/') {
             errs.push(
                 format!("{path}.path_prefix"),
-                format!("{prefix:?} must start with '/'"),
+                format!("{} must start with '/'", quote(prefix)),
             );
         }
     }
@@ -485,10 +506,13 @@ pub(crate) fn check_weights<'a>(
         if let Some(first) = out.iter().position(|(n, _)| *n == v.name) {
             errs.push(
                 format!("{vpath}.name"),
-                format!("duplicate variant name {:?} (also {path}[{first}])", v.name),
+                format!(
+                    "duplicate variant name {} (also {path}[{first}])",
+                    quote(&v.name)
+                ),
             );
         }
-        let bp = match weight_bp(v.weight) {
+        let bp = match weight_bp(&v.weight) {
             Ok(bp) => bp,
             Err(m) => {
                 errs.push(format!("{vpath}.weight"), m);
@@ -524,20 +548,21 @@ pub fn format_percent(bp: u32) -> String {
     }
 }
 
-/// A percentage with at most two decimals, as basis points.
-fn weight_bp(w: f64) -> Result<u16, String> {
-    if !w.is_finite() || !(0.0..=100.0).contains(&w) {
-        return Err(format!(
+/// A percentage with at most two decimals (a JSON number as written), as basis points.
+fn weight_bp(w: &str) -> Result<u16, String> {
+    match crate::json::fixed_point(w, 2, u64::from(BUCKETS)) {
+        Ok(bp) => u16::try_from(bp).map_err(|_| String::new()),
+        Err(FixedError::Precision) => Err(format!("weight {w} has more than two decimals")),
+        Err(FixedError::Range) => Err(format!(
             "weight {w} must be between 0 and 100 (a percentage)"
-        ));
+        )),
     }
-    let scaled = w * 100.0;
-    let rounded = scaled.round();
-    if (scaled - rounded).abs() > 1e-6 {
-        return Err(format!("weight {w} has more than two decimals"));
-    }
-    // In range 0..=10000 by the check above.
-    Ok(rounded as u16)
+}
+
+/// `["a", "b"]`: names for an error message.
+pub(crate) fn quote_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.map(quote).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
@@ -623,7 +648,10 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
         if !p.starts_with('/') || !attribute_value(p) {
             errs.push(
                 format!("{path}.path"),
-                format!("{p:?} must start with '/' and hold no ';', control characters or spaces"),
+                format!(
+                    "{} must start with '/' and hold no ';', control characters or spaces",
+                    quote(p)
+                ),
             );
         }
         attributes.push_str("; Path=");
@@ -633,7 +661,7 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
         if d.is_empty() || !attribute_value(d) {
             errs.push(
                 format!("{path}.domain"),
-                format!("{d:?} is not a valid cookie domain"),
+                format!("{} is not a valid cookie domain", quote(d)),
             );
         }
         attributes.push_str("; Domain=");
@@ -665,7 +693,7 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
             }
             None => errs.push(
                 format!("{path}.same_site"),
-                format!("{s:?} must be \"Strict\", \"Lax\" or \"None\""),
+                format!("{} must be \"Strict\", \"Lax\" or \"None\"", quote(s)),
             ),
         }
     }
@@ -697,10 +725,13 @@ fn compile_rule(
     let before = errs.len();
     let variant = variants.iter().position(|v| v.name == r.variant);
     if variant.is_none() && !variants.is_empty() {
-        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
         errs.push(
             format!("{path}.variant"),
-            format!("unknown variant {:?}; the policy has {names:?}", r.variant),
+            format!(
+                "unknown variant {}; the policy has {}",
+                quote(&r.variant),
+                quote_list(variants.iter().map(|v| v.name.as_str()))
+            ),
         );
     }
     if r.matches.is_empty() {
@@ -775,20 +806,13 @@ fn compile_condition(
     } else if let Some(v) = m.present {
         Op::Present(v)
     } else if let Some(re) = &m.regex {
-        // Checked alone first, then anchored: whole-value match, as Envoy's and Istio's
-        // `regex` string matchers do (`a)|(b` must not become the valid `^(?:a)|(b)$`).
-        let build = |pattern: &str| {
-            regex_lite::RegexBuilder::new(pattern)
-                .size_limit(MAX_REGEX_SIZE)
-                .nest_limit(MAX_REGEX_NEST)
-                .build()
-        };
-        match build(re).and_then(|_| build(&format!("^(?:{re})$"))) {
+        // Whole-value match, as Envoy's and Istio's `regex` string matchers do.
+        match crate::regex::Regex::new(re) {
             Ok(r) => Op::Regex(r),
             Err(e) => {
                 errs.push(
                     format!("{path}.regex"),
-                    format!("invalid regex {re:?}: {e}"),
+                    format!("invalid regex {}: {e}", quote(re)),
                 );
                 return None;
             }
@@ -810,11 +834,6 @@ fn compile_condition(
     Some(Compiled::PerRequest(Condition { source, op }))
 }
 
-/// Compiled size limit of one regex, in bytes.
-pub const MAX_REGEX_SIZE: usize = 256 * 1024;
-/// Nesting limit of one regex.
-pub const MAX_REGEX_NEST: u32 = 64;
-
 /// Policy and variant names: they end up in headers, route matches and stat names.
 fn name(n: &str) -> Result<(), String> {
     if n.is_empty() {
@@ -822,7 +841,8 @@ fn name(n: &str) -> Result<(), String> {
     }
     if n.len() > MAX_NAME_LEN {
         return Err(format!(
-            "name {n:?} is longer than {MAX_NAME_LEN} characters"
+            "name {} is longer than {MAX_NAME_LEN} characters",
+            quote(n)
         ));
     }
     if !n
@@ -830,7 +850,8 @@ fn name(n: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(format!(
-            "name {n:?} may only hold letters, digits, '-' and '_'"
+            "name {} may only hold letters, digits, '-' and '_'",
+            quote(n)
         ));
     }
     Ok(())
@@ -842,17 +863,17 @@ fn header_name(h: &str) -> Result<String, String> {
         return Err("header name must not be empty".into());
     }
     if h.starts_with(':') {
-        return Err(format!("{h:?}: pseudo-headers cannot be used here"));
+        return Err(format!("{}: pseudo-headers cannot be used here", quote(h)));
     }
     if !h.bytes().all(is_tchar) {
-        return Err(format!("{h:?} is not a valid header name"));
+        return Err(format!("{} is not a valid header name", quote(h)));
     }
     Ok(h.to_ascii_lowercase())
 }
 
 fn cookie_name(c: &str) -> Result<(), String> {
     if c.is_empty() || !c.bytes().all(is_tchar) {
-        return Err(format!("{c:?} is not a valid cookie name"));
+        return Err(format!("{} is not a valid cookie name", quote(c)));
     }
     Ok(())
 }
@@ -882,7 +903,8 @@ fn host_pattern(h: &str) -> Result<String, String> {
     let rest = lower.strip_prefix("*.").unwrap_or(&lower);
     if rest.is_empty() || rest.contains('*') {
         return Err(format!(
-            "{h:?}: a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")"
+            "{}: a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")",
+            quote(h)
         ));
     }
     let has_port = match rest.strip_prefix('[') {
@@ -893,14 +915,15 @@ fn host_pattern(h: &str) -> Result<String, String> {
     };
     if has_port {
         return Err(format!(
-            "{h:?}: hosts are matched without port; remove the \":port\""
+            "{}: hosts are matched without port; remove the \":port\"",
+            quote(h)
         ));
     }
     if !rest
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
     {
-        return Err(format!("{h:?} is not a valid host name"));
+        return Err(format!("{} is not a valid host name", quote(h)));
     }
     Ok(lower)
 }

@@ -1,145 +1,484 @@
-//! The user-facing configuration, exactly as written in JSON (the plugin configuration).
+//! The user-facing configuration, exactly as written in JSON (the plugin configuration), and
+//! its decoding from a [`Value`].
 //!
 //! These types only describe the shape; [`crate::compile`] checks the meaning and builds the
-//! runtime form. Every struct rejects unknown fields so a typo is an error, not a silent no-op.
+//! runtime form. Every object rejects unknown and repeated fields so a typo is an error, not a
+//! silent no-op. Decoding reports every shape error of a document, each with its JSON path, in
+//! the words serde uses (`unknown field `x``, `missing field `name``, `invalid type: …`).
 
-use serde::Deserialize;
+use crate::error::Errors;
+use crate::json::{self, Value};
 
 /// Default request header that carries the decision to the mesh's router.
 pub const DEFAULT_VARIANT_HEADER: &str = "x-canary-variant";
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawConfig {
-    #[serde(default)]
     pub variant_header: Option<String>,
-    #[serde(default)]
     pub expose_variant: bool,
     pub policies: Vec<RawPolicy>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawPolicy {
     pub name: String,
-    #[serde(default)]
     pub hosts: Option<Vec<String>>,
-    #[serde(default)]
     pub path_prefix: Option<String>,
-    #[serde(default)]
     pub routes: Option<Vec<String>>,
-    #[serde(default)]
     pub salt: Option<String>,
-    #[serde(default)]
     pub trust_incoming: bool,
     pub variants: Vec<RawVariant>,
-    #[serde(default)]
     pub sticky: Option<RawSticky>,
-    #[serde(default)]
     pub rules: Vec<RawRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawVariant {
     pub name: String,
-    pub weight: f64,
+    /// The weight as written (a JSON number, percent).
+    pub weight: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawVariant {
+    /// The weight in basis points, if it is a percentage with at most two decimals.
+    pub fn weight_bp(&self) -> Option<u16> {
+        json::fixed_point(&self.weight, 2, 10_000)
+            .ok()
+            .and_then(|bp| u16::try_from(bp).ok())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct RawSticky {
-    #[serde(default)]
     pub keys: Vec<RawKey>,
-    #[serde(default)]
     pub cookie: Option<RawCookie>,
 }
 
 /// One sticky key: exactly one of the fields is set.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawKey {
-    #[serde(default)]
     pub header: Option<String>,
-    #[serde(default)]
     pub cookie: Option<String>,
-    #[serde(default)]
     pub query: Option<String>,
-    #[serde(default)]
     pub source_ip: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RawCookie {
     pub name: String,
-    #[serde(default)]
     pub max_age: Option<u64>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub domain: Option<String>,
-    #[serde(default)]
     pub secure: bool,
-    #[serde(default = "default_true")]
     pub http_only: bool,
-    #[serde(default)]
     pub same_site: Option<String>,
 }
 
-fn default_true() -> bool {
-    true
+impl Default for RawCookie {
+    fn default() -> Self {
+        RawCookie {
+            name: String::new(),
+            max_age: None,
+            path: None,
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: None,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawRule {
     pub variant: String,
-    #[serde(rename = "match")]
+    /// `match` in JSON.
     pub matches: Vec<RawMatch>,
 }
 
 /// One condition of a rule: exactly one source (`header`, `cookie`, `query`, `source_label`)
-/// and exactly one
-/// operator (`exact`, `prefix`, `suffix`, `contains`, `present`, `regex`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// and exactly one operator (`exact`, `prefix`, `suffix`, `contains`, `present`, `regex`).
+#[derive(Debug, Clone, Default)]
 pub struct RawMatch {
-    #[serde(default)]
     pub header: Option<String>,
-    #[serde(default)]
     pub cookie: Option<String>,
-    #[serde(default)]
     pub query: Option<String>,
     /// A label of this proxy's own workload (node metadata `LABELS`), known at configure time.
-    #[serde(default)]
     pub source_label: Option<String>,
-    #[serde(default)]
     pub exact: Option<String>,
-    #[serde(default)]
     pub prefix: Option<String>,
-    #[serde(default)]
     pub suffix: Option<String>,
-    #[serde(default)]
     pub contains: Option<String>,
-    #[serde(default)]
     pub present: Option<bool>,
-    #[serde(default)]
     pub regex: Option<String>,
 }
 
 /// An override of one policy, from node metadata (`CANARY_ROUTER`, keyed by policy name) or
 /// route metadata (`filter_metadata["canary-router"]`, which may also name the policy).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawOverride {
     /// Route metadata only: the policy for the route's requests.
-    #[serde(default)]
     pub policy: Option<String>,
     /// `false` sends everything to the policy's last variant.
-    #[serde(default)]
     pub enabled: Option<bool>,
     /// New weights for (some of) the policy's variants; unlisted variants get 0.
-    #[serde(default)]
     pub variants: Option<Vec<RawVariant>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding.
+
+/// `path.key`, or `key` at the root.
+pub(crate) fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn invalid(v: &Value, expected: &str, path: &str, errs: &mut Errors) {
+    errs.push(
+        path,
+        format!("invalid type: {}, expected {expected}", v.describe()),
+    );
+}
+
+fn string(v: &Value, path: &str, errs: &mut Errors) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        _ => {
+            invalid(v, "a string", path, errs);
+            None
+        }
+    }
+}
+
+fn boolean(v: &Value, path: &str, errs: &mut Errors) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        _ => {
+            invalid(v, "a boolean", path, errs);
+            None
+        }
+    }
+}
+
+fn number(v: &Value, path: &str, errs: &mut Errors) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.clone()),
+        _ => {
+            invalid(v, "a number", path, errs);
+            None
+        }
+    }
+}
+
+fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
+    match v {
+        Value::Number(n) if json::is_integer(n) => match n.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errs.push(
+                    path,
+                    format!("invalid value: {}, expected u64", v.describe()),
+                );
+                None
+            }
+        },
+        _ => {
+            invalid(v, "u64", path, errs);
+            None
+        }
+    }
+}
+
+fn list<T>(
+    v: &Value,
+    path: &str,
+    errs: &mut Errors,
+    mut item: impl FnMut(&Value, &str, &mut Errors) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Value::Array(items) = v else {
+        invalid(v, "a sequence", path, errs);
+        return None;
+    };
+    let before = errs.len();
+    let out: Vec<T> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| item(v, &format!("{path}[{i}]"), errs))
+        .collect();
+    (errs.len() == before).then_some(out)
+}
+
+fn strings(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
+    list(v, path, errs, string)
+}
+
+/// Walks the members of an object with fields `fields`: calls `field(index, value, path)` for
+/// each known member; reports unknown and repeated members, and `required` ones (indexes into
+/// `fields`) that are missing. `None` if `v` is not an object or had any error.
+fn object(
+    v: &Value,
+    path: &str,
+    fields: &[&str],
+    required: &[usize],
+    errs: &mut Errors,
+    mut field: impl FnMut(usize, &Value, &str, &mut Errors),
+) -> Option<()> {
+    let Value::Object(members) = v else {
+        invalid(v, "a map", path, errs);
+        return None;
+    };
+    let before = errs.len();
+    let mut seen = 0u64;
+    for (key, value) in members {
+        let fpath = child(path, key);
+        match fields.iter().position(|f| f == key) {
+            Some(i) if seen & (1 << i) != 0 => {
+                errs.push(fpath, format!("duplicate field `{key}`"));
+            }
+            Some(i) => {
+                seen |= 1 << i;
+                field(i, value, &fpath, errs);
+            }
+            None => {
+                let expected = fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                errs.push(
+                    fpath,
+                    format!("unknown field `{key}`, expected one of {expected}"),
+                );
+            }
+        }
+    }
+    for &i in required {
+        if seen & (1 << i) == 0 {
+            let name = fields.get(i).copied().unwrap_or_default();
+            errs.push(path, format!("missing field `{name}`"));
+        }
+    }
+    (errs.len() == before).then_some(())
+}
+
+/// An optional field: `null` is the same as leaving it out.
+fn opt<T>(
+    v: &Value,
+    path: &str,
+    errs: &mut Errors,
+    decode: impl FnOnce(&Value, &str, &mut Errors) -> Option<T>,
+) -> Option<T> {
+    match v {
+        Value::Null => None,
+        v => decode(v, path, errs),
+    }
+}
+
+/// Sets `slot` from a decoded value (left unchanged when decoding failed; the error is
+/// recorded).
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+impl RawConfig {
+    /// Decodes the plugin configuration document (path `""` is the root).
+    pub fn decode(v: &Value, errs: &mut Errors) -> Option<RawConfig> {
+        let mut c = RawConfig::default();
+        let fields = ["variant_header", "expose_variant", "policies"];
+        object(v, "", &fields, &[2], errs, |i, v, path, errs| match i {
+            0 => c.variant_header = opt(v, path, errs, string),
+            1 => set(&mut c.expose_variant, boolean(v, path, errs)),
+            _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
+        })?;
+        Some(c)
+    }
+}
+
+impl RawPolicy {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawPolicy> {
+        let mut p = RawPolicy::default();
+        let fields = [
+            "name",
+            "hosts",
+            "path_prefix",
+            "routes",
+            "salt",
+            "trust_incoming",
+            "variants",
+            "sticky",
+            "rules",
+        ];
+        object(
+            v,
+            path,
+            &fields,
+            &[0, 6],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut p.name, string(v, path, errs)),
+                1 => p.hosts = opt(v, path, errs, strings),
+                2 => p.path_prefix = opt(v, path, errs, string),
+                3 => p.routes = opt(v, path, errs, strings),
+                4 => p.salt = opt(v, path, errs, string),
+                5 => set(&mut p.trust_incoming, boolean(v, path, errs)),
+                6 => set(&mut p.variants, list(v, path, errs, RawVariant::decode)),
+                7 => p.sticky = opt(v, path, errs, RawSticky::decode),
+                _ => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
+            },
+        )?;
+        Some(p)
+    }
+}
+
+impl RawVariant {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawVariant> {
+        let mut r = RawVariant::default();
+        object(
+            v,
+            path,
+            &["name", "weight"],
+            &[0, 1],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut r.name, string(v, path, errs)),
+                _ => set(&mut r.weight, number(v, path, errs)),
+            },
+        )?;
+        Some(r)
+    }
+}
+
+impl RawSticky {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawSticky> {
+        let mut s = RawSticky::default();
+        object(
+            v,
+            path,
+            &["keys", "cookie"],
+            &[],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut s.keys, list(v, path, errs, RawKey::decode)),
+                _ => s.cookie = opt(v, path, errs, RawCookie::decode),
+            },
+        )?;
+        Some(s)
+    }
+}
+
+impl RawKey {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawKey> {
+        let mut k = RawKey::default();
+        let fields = ["header", "cookie", "query", "source_ip"];
+        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
+            0 => k.header = opt(v, path, errs, string),
+            1 => k.cookie = opt(v, path, errs, string),
+            2 => k.query = opt(v, path, errs, string),
+            _ => k.source_ip = opt(v, path, errs, boolean),
+        })?;
+        Some(k)
+    }
+}
+
+impl RawCookie {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawCookie> {
+        let mut c = RawCookie::default();
+        let fields = [
+            "name",
+            "max_age",
+            "path",
+            "domain",
+            "secure",
+            "http_only",
+            "same_site",
+        ];
+        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
+            0 => set(&mut c.name, string(v, path, errs)),
+            1 => c.max_age = opt(v, path, errs, unsigned),
+            2 => c.path = opt(v, path, errs, string),
+            3 => c.domain = opt(v, path, errs, string),
+            4 => set(&mut c.secure, boolean(v, path, errs)),
+            5 => set(&mut c.http_only, boolean(v, path, errs)),
+            _ => c.same_site = opt(v, path, errs, string),
+        })?;
+        Some(c)
+    }
+}
+
+impl RawRule {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawRule> {
+        let mut r = RawRule::default();
+        object(
+            v,
+            path,
+            &["variant", "match"],
+            &[0, 1],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut r.variant, string(v, path, errs)),
+                _ => set(&mut r.matches, list(v, path, errs, RawMatch::decode)),
+            },
+        )?;
+        Some(r)
+    }
+}
+
+impl RawMatch {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawMatch> {
+        let mut m = RawMatch::default();
+        let fields = [
+            "header",
+            "cookie",
+            "query",
+            "source_label",
+            "exact",
+            "prefix",
+            "suffix",
+            "contains",
+            "present",
+            "regex",
+        ];
+        object(v, path, &fields, &[], errs, |i, v, path, errs| {
+            if i == 8 {
+                m.present = opt(v, path, errs, boolean);
+                return;
+            }
+            let s = opt(v, path, errs, string);
+            *match i {
+                0 => &mut m.header,
+                1 => &mut m.cookie,
+                2 => &mut m.query,
+                3 => &mut m.source_label,
+                4 => &mut m.exact,
+                5 => &mut m.prefix,
+                6 => &mut m.suffix,
+                7 => &mut m.contains,
+                _ => &mut m.regex,
+            } = s;
+        })?;
+        Some(m)
+    }
+}
+
+impl RawOverride {
+    /// Decodes one override (node metadata entry or route metadata namespace).
+    pub fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawOverride> {
+        let mut o = RawOverride::default();
+        let fields = ["policy", "enabled", "variants"];
+        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
+            0 => o.policy = opt(v, path, errs, string),
+            1 => o.enabled = opt(v, path, errs, boolean),
+            _ => {
+                o.variants = opt(v, path, errs, |v, path, errs| {
+                    list(v, path, errs, RawVariant::decode)
+                })
+            }
+        })?;
+        Some(o)
+    }
 }

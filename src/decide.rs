@@ -265,7 +265,7 @@ impl Op {
             (Op::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
             (Op::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
             (Op::Contains(s), Some(v)) => v.contains(s.as_str()),
-            (Op::Regex(re), Some(v)) => re.is_match(v),
+            (Op::Regex(re), Some(v)) => re.is_full_match(v),
         }
     }
 }

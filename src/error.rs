@@ -48,23 +48,32 @@ impl std::error::Error for ConfigErrors {}
 
 /// Collects errors while walking a configuration, tracking the current JSON path.
 #[derive(Default)]
-pub(crate) struct Errors {
+pub struct Errors {
     list: Vec<ConfigError>,
 }
 
 impl Errors {
-    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// Records a problem at `path` (`""`, the root, is shown as `(config)`).
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let mut path = path.into();
+        if path.is_empty() {
+            path.push_str("(config)");
+        }
         self.list.push(ConfigError {
-            path: path.into(),
+            path,
             message: message.into(),
         });
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(crate) fn into_vec(self) -> Vec<ConfigError> {
+        self.list
+    }
+
+    pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.list.len()
     }
 

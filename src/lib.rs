@@ -20,9 +20,10 @@ pub mod config;
 pub mod decide;
 pub mod error;
 mod index;
-pub mod jsonpath;
+pub mod json;
 pub mod overrides;
 pub mod pb;
+pub mod regex;
 pub mod request;
 pub mod stats;
 

@@ -5,13 +5,12 @@
 //! and `enabled`; it cannot add variants. An invalid override is dropped on its own (reported
 //! as a warning); the rest of the configuration keeps working.
 
-use std::collections::BTreeMap;
-
 use hashbrown::HashMap;
 
-use crate::compile::{check_weights, Config, Policy, Split};
-use crate::config::RawOverride;
+use crate::compile::{check_weights, quote_list, syntax_error, Config, Policy, Split};
+use crate::config::{child, RawOverride};
 use crate::error::{ConfigError, ConfigErrors, Errors};
+use crate::json::{quote, Value};
 
 /// Node metadata key holding the per-policy overrides (JSON, a string value). In Istio it is
 /// set per workload with `proxyMetadata: {ISTIO_META_CANARY_ROUTER: '…'}`.
@@ -45,28 +44,41 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
     let base = format!("node.{NODE_METADATA_KEY}");
     // The document as a whole first (policy name → anything), then each override on its own,
     // so that one bad entry does not take the others with it.
-    let entries: BTreeMap<String, serde_json::Value> =
-        match crate::jsonpath::parse(json.as_bytes(), &base) {
-            Ok(map) => map,
-            Err(errors) => {
-                return errors
-                    .0
-                    .into_iter()
-                    .map(|e| ConfigError {
-                        path: e.path,
-                        message: format!("{} (all node metadata overrides ignored)", e.message),
-                    })
-                    .collect();
-            }
-        };
-    let mut map = BTreeMap::new();
+    let ignored_all = |errors: ConfigErrors| -> Vec<ConfigError> {
+        errors
+            .0
+            .into_iter()
+            .map(|e| ConfigError {
+                path: e.path,
+                message: format!("{} (all node metadata overrides ignored)", e.message),
+            })
+            .collect()
+    };
+    let entries = match crate::json::parse(json.as_bytes()) {
+        Ok(Value::Object(entries)) => entries,
+        Ok(other) => {
+            return ignored_all(ConfigErrors::single(
+                base,
+                format!("invalid type: {}, expected a map", other.describe()),
+            ))
+        }
+        Err(e) => return ignored_all(syntax_error(&e, &base)),
+    };
+    let mut map: Vec<(String, RawOverride)> = Vec::with_capacity(entries.len());
     let mut warnings = Vec::new();
-    for (name, value) in entries {
-        match crate::jsonpath::from_value::<RawOverride>(&value, &format!("{base}.{name}")) {
-            Ok(raw) => {
-                map.insert(name, raw);
-            }
-            Err(errors) => warnings.extend(errors.0.into_iter().map(|e| ConfigError {
+    for (name, value) in &entries {
+        let path = child(&base, name);
+        if map.iter().any(|(n, _)| n == name) {
+            warnings.push(ConfigError {
+                path,
+                message: "duplicate policy name; override ignored".into(),
+            });
+            continue;
+        }
+        let mut errs = Errors::default();
+        match RawOverride::decode(value, &path, &mut errs) {
+            Some(raw) if errs.is_empty() => map.push((name.clone(), raw)),
+            _ => warnings.extend(errs.into_vec().into_iter().map(|e| ConfigError {
                 path: e.path,
                 message: format!("{}; override ignored", e.message),
             })),
@@ -84,7 +96,7 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
         let Some(policy) = policies.iter_mut().find(|p| p.name == *name) else {
             warnings.push(ConfigError {
                 path,
-                message: format!("no policy is called {name:?}; override ignored"),
+                message: format!("no policy is called {}; override ignored", quote(name)),
             });
             continue;
         };
@@ -112,12 +124,13 @@ fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, Conf
             match policy.variant_index(name).and_then(|i| weights.get_mut(i)) {
                 Some(w) => *w = bp,
                 None => {
-                    let names: Vec<&str> = policy.variants.iter().map(|v| v.name()).collect();
                     errs.push(
                         format!("{vpath}[{j}].name"),
                         format!(
-                            "unknown variant {name:?}; policy {:?} has {names:?}",
-                            policy.name
+                            "unknown variant {}; policy {} has {}",
+                            quote(name),
+                            quote(&policy.name),
+                            quote_list(policy.variants.iter().map(|v| v.name()))
                         ),
                     );
                 }
@@ -169,10 +182,14 @@ impl Config {
     /// override. `path` names the route in errors (e.g. `route[reviews-route].canary-router`).
     pub fn route_override(
         &self,
-        value: &serde_json::Value,
+        value: &Value,
         path: &str,
     ) -> Result<Option<RouteOverride>, ConfigErrors> {
-        let raw: RawOverride = crate::jsonpath::from_value(value, path)?;
+        let mut errs = Errors::default();
+        let raw = match RawOverride::decode(value, path, &mut errs) {
+            Some(raw) if errs.is_empty() => raw,
+            _ => return errs.finish_err(),
+        };
         let policy = match &raw.policy {
             None => None,
             Some(name) => match self.policies.iter().position(|p| p.name == *name) {
@@ -180,7 +197,7 @@ impl Config {
                 None => {
                     return Err(ConfigErrors::single(
                         format!("{path}.policy"),
-                        format!("no policy is called {name:?}"),
+                        format!("no policy is called {}", quote(name)),
                     ))
                 }
             },

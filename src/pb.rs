@@ -5,7 +5,7 @@
 //! is read; everything else is skipped. Decoding is bounded: malformed input is an error,
 //! never a panic, and nesting is limited to [`MAX_DEPTH`].
 
-use serde_json::{Map, Number, Value};
+use crate::json::Value;
 
 /// Deepest nesting of structs and lists accepted (the namespace's own struct is level 1).
 pub const MAX_DEPTH: usize = 32;
@@ -105,7 +105,7 @@ fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
     if depth + 1 > MAX_DEPTH {
         return Err(format!("nested deeper than {MAX_DEPTH}"));
     }
-    let mut map = Map::new();
+    let mut map: Vec<(String, Value)> = Vec::new();
     let mut r = Reader::new(bytes);
     while let Some((field, wire)) = r.field()? {
         if let (1, Wire::Bytes(entry)) = (field, wire) {
@@ -121,7 +121,11 @@ fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
                     _ => {}
                 }
             }
-            map.insert(key, value);
+            // A repeated key: the last one wins, as in protobuf's map semantics.
+            match map.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => map.push((key, value)),
+            }
         }
     }
     Ok(Value::Object(map))
@@ -135,9 +139,7 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
     while let Some((field, wire)) = r.field()? {
         value = match (field, wire) {
             (1, _) => Value::Null,
-            (2, Wire::Fixed64(bits)) => Number::from_f64(f64::from_bits(bits))
-                .map(Value::Number)
-                .ok_or("number is not finite")?,
+            (2, Wire::Fixed64(bits)) => Value::Number(number_text(f64::from_bits(bits))?),
             (3, Wire::Bytes(s)) => {
                 Value::String(String::from_utf8(s.to_vec()).map_err(|_| "string is not UTF-8")?)
             }
@@ -160,4 +162,47 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
         };
     }
     Ok(value)
+}
+
+/// A protobuf `double` as JSON number text, without the float formatting machinery (which
+/// would triple the size of this module): exact for integers below 2^53 and for values with
+/// up to 9 decimals, which covers every weight and duration a configuration holds.
+fn number_text(f: f64) -> Result<String, String> {
+    if !f.is_finite() {
+        return Err("number is not finite".into());
+    }
+    let mut out = String::new();
+    if f.is_sign_negative() && f != 0.0 {
+        out.push('-');
+    }
+    let a = f.abs();
+    if a >= 1e18 {
+        // Far outside any value a configuration takes: keep the magnitude only.
+        let mut exp = 0;
+        let mut m = a;
+        while m >= 10.0 {
+            m /= 10.0;
+            exp += 1;
+        }
+        out.push_str(&format!("{}e{exp}", m as u8));
+        return Ok(out);
+    }
+    const SCALE: u64 = 1_000_000_000;
+    let whole = a.trunc();
+    let mut int = whole as u64;
+    let mut frac = ((a - whole) * SCALE as f64 + 0.5) as u64;
+    if frac >= SCALE {
+        int += 1;
+        frac = 0;
+    }
+    out.push_str(&int.to_string());
+    if frac != 0 {
+        let mut digits = 9;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        out.push_str(&format!(".{frac:0digits$}"));
+    }
+    Ok(out)
 }

@@ -197,7 +197,7 @@ fn describe_split(policy: &Policy, split: &Split, raw: Option<&RawPolicy>, sourc
     let configured: Option<Vec<u16>> = raw.map(|raw| {
         raw.variants
             .iter()
-            .map(|v| (v.weight * 100.0).round() as u16)
+            .map(|v| v.weight_bp().unwrap_or(0))
             .collect()
     });
     if configured.is_some_and(|c| c != split.weights_bp()) {

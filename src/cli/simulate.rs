@@ -117,11 +117,12 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
 
 /// Compiles `--route-metadata`; a problem is a warning and no override, as in the filter.
 fn route_override(config: &Config, text: &str, io: &mut Io) -> Option<RouteOverride> {
-    let value: Value = match serde_json::from_str(text) {
+    let value = match canary_router::json::parse(text.as_bytes()) {
         Ok(v) => v,
         Err(e) => {
             io.err(format!(
-                "warning: route-metadata: invalid JSON: {e}; route metadata ignored"
+                "warning: route-metadata: invalid JSON: {} at line {} column {}; route metadata ignored",
+                e.message, e.line, e.column
             ));
             return None;
         }

@@ -6,12 +6,40 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod json;
 mod overrides;
 mod parsing;
 mod pb;
+mod regex;
 mod stats;
 
 use crate::{Config, Decision, Environment, Reason, SimpleRequest, SplitMix64};
+
+/// A `json!` value as the core's own JSON value.
+fn own(v: &serde_json::Value) -> crate::json::Value {
+    crate::json::parse(v.to_string().as_bytes()).unwrap()
+}
+
+/// The core's JSON value as a `serde_json` value, numbers as `f64` (protobuf numbers are
+/// doubles), for comparing with `json!`.
+fn to_serde(v: &crate::json::Value) -> serde_json::Value {
+    use crate::json::Value;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Number(n) => serde_json::Number::from_f64(n.parse().unwrap())
+            .map(serde_json::Value::Number)
+            .unwrap(),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_serde).collect()),
+        Value::Object(members) => serde_json::Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.clone(), to_serde(v)))
+                .collect(),
+        ),
+    }
+}
 
 /// Compiles a configuration that must be valid, showing every error otherwise.
 fn config(json: &str) -> Config {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{config_in, rule_holds_on, variant_name};
+use super::{config_in, own, rule_holds_on, variant_name};
 use crate::{
     bucket_for, Config, ConfigError, Environment, Reason, RouteOverride, SimpleRequest, Split,
     SplitMix64,
@@ -35,7 +35,7 @@ const ROUTE: &str = "route[r].filter_metadata.canary-router";
 
 /// A route override that must compile to something.
 fn route(c: &Config, value: Value) -> RouteOverride {
-    match c.route_override(&value, ROUTE) {
+    match c.route_override(&own(&value), ROUTE) {
         Ok(Some(r)) => r,
         Ok(None) => panic!("route override {value} compiled to nothing"),
         Err(e) => panic!("route override {value} should compile, got: {e}"),
@@ -44,7 +44,7 @@ fn route(c: &Config, value: Value) -> RouteOverride {
 
 /// The errors of a route override that must be rejected.
 fn route_errors(c: &Config, value: &Value) -> Vec<ConfigError> {
-    match c.route_override(value, ROUTE) {
+    match c.route_override(&own(value), ROUTE) {
         Ok(r) => panic!("route override {value} should be rejected, got {r:?}"),
         Err(e) => e.0,
     }
@@ -233,8 +233,9 @@ fn node_override_warnings() {
             plugin.clone()),
         // Two invalid overrides: two warnings, in policy-name order.
         (r#"{"zzz":{},"reviews":{"variants":[{"name":"x","weight":100}]}}"#.into(),
-            vec![("node.CANARY_ROUTER.reviews.variants[0].name", r#"unknown variant "x""#),
-                 ("node.CANARY_ROUTER.zzz", r#"no policy is called "zzz""#)],
+            // In the order written.
+            vec![("node.CANARY_ROUTER.zzz", r#"no policy is called "zzz""#),
+                 ("node.CANARY_ROUTER.reviews.variants[0].name", r#"unknown variant "x""#)],
             plugin.clone()),
         // JSON that does not parse as overrides drops them all, valid ones included.
         ("not json".into(),
@@ -317,7 +318,10 @@ fn route_override_errors() {
         assert!(first.message.contains(want_message), "{value}: {errors:?}");
     }
     // Nothing to override.
-    assert!(matches!(c.route_override(&json!({}), ROUTE), Ok(None)));
+    assert!(matches!(
+        c.route_override(&own(&json!({})), ROUTE),
+        Ok(None)
+    ));
     // Only naming a policy: no split of its own.
     let r = route(&c, json!({"policy": "ratings"}));
     assert_eq!(r.policy(), Some(1));

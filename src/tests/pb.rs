@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::pb::{filter_metadata, MAX_DEPTH};
 use crate::{Random, Reason, SimpleRequest, SplitMix64};
 
-use super::config;
+use super::{config, to_serde};
 
 // ---------------------------------------------------------------------------------------------
 // Encoder.
@@ -109,7 +109,7 @@ fn metadata(namespaces: &[(&str, Vec<u8>)]) -> Vec<u8> {
 /// Decodes `namespace`, failing the test on an error.
 fn decode(bytes: &[u8], namespace: &str) -> Option<Value> {
     match filter_metadata(bytes, namespace) {
-        Ok(v) => v,
+        Ok(v) => v.as_ref().map(to_serde),
         Err(e) => panic!("should decode, got {e}: {bytes:?}"),
     }
 }
@@ -424,10 +424,7 @@ fn truncated_input_is_an_error_never_a_panic() {
         }
     }
     assert_eq!(filter_metadata(&full[..split_at], "other"), Ok(None));
-    assert_eq!(
-        filter_metadata(&full[split_at..], "other"),
-        Ok(Some(json!({"k": "v"})))
-    );
+    assert_eq!(decode(&full[split_at..], "other"), Some(json!({"k": "v"})));
     // Truncating the inner Struct (with the outer lengths fixed up) is an error too.
     let inner = strukt(&[("policy", string("reviews")), ("w", num(1.0))]);
     for n in 0..inner.len() {
@@ -486,7 +483,7 @@ fn nested(levels: usize, lists: bool) -> Vec<u8> {
 fn nesting_is_bounded() {
     // Lists: MAX_DEPTH containers (the top Struct included) decode, one more does not.
     let ok = filter_metadata(&nested(MAX_DEPTH - 1, true), "ns").expect("decodes");
-    let mut v = ok.expect("present");
+    let mut v = to_serde(&ok.expect("present"));
     let mut depth = 1;
     while let Some(inner) = v.get("k").or_else(|| v.get(0)).cloned() {
         v = inner;
@@ -578,8 +575,8 @@ fn malformed_input_is_an_error() {
     ]
     .concat();
     assert_eq!(
-        filter_metadata(&bad_other, "canary-router"),
-        Ok(Some(json!({"k": null})))
+        decode(&bad_other, "canary-router"),
+        Some(json!({"k": null}))
     );
     assert!(filter_metadata(&bad_other, "other").is_err());
 }
@@ -637,7 +634,11 @@ fn envoy_route_metadata() {
         "variants":[{"name":"canary","weight":10},{"name":"stable","weight":90}],
         "sticky":{"keys":[{"header":"x-user-id"}]}}]}"#,
     );
-    let r = match c.route_override(&value, "route[reviews].filter_metadata.canary-router") {
+    // The decoded value itself (numbers as the reader wrote them), not its `json!` copy.
+    let decoded = filter_metadata(ENVOY_ROUTE_METADATA, "canary-router")
+        .expect("decodes")
+        .expect("present");
+    let r = match c.route_override(&decoded, "route[reviews].filter_metadata.canary-router") {
         Ok(Some(r)) => r,
         other => panic!("should compile: {other:?}"),
     };
@@ -661,7 +662,7 @@ fn envoy_route_metadata() {
     // Turned back on, the route's 50/50 applies.
     let mut on = value.clone();
     on["enabled"] = json!(true);
-    let r = match c.route_override(&on, "route") {
+    let r = match c.route_override(&super::own(&on), "route") {
         Ok(Some(r)) => r,
         other => panic!("should compile: {other:?}"),
     };

@@ -1,0 +1,484 @@
+//! A small, strict JSON reader for configuration documents.
+//!
+//! The filter reads JSON only at configure time (plugin configuration, node metadata), so the
+//! reader is written for size and for errors that help: each error carries the JSON path of the
+//! value being read and its line and column. Numbers are kept as their text, so that weights and
+//! durations are converted exactly (no binary floating point anywhere in the core). Nesting is
+//! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
+
+use std::fmt::Write as _;
+
+/// Deepest nesting of arrays and objects accepted.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON value. Object members keep their order (and duplicates, which the decoders report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// The number as written (validated JSON number syntax).
+    Number(String),
+    String(String),
+    Array(Vec<Value>),
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// How serde names the kind of a value in "invalid type" errors, with the value for
+    /// scalars: `string "x"`, `integer `3``, `floating point `1.5``, `boolean `true``.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Null => "null".into(),
+            Value::Bool(b) => format!("boolean `{b}`"),
+            Value::Number(n) if is_integer(n) => format!("integer `{n}`"),
+            Value::Number(n) => format!("floating point `{n}`"),
+            Value::String(s) => format!("string {}", quote(s)),
+            Value::Array(_) => "sequence".into(),
+            Value::Object(_) => "map".into(),
+        }
+    }
+
+    /// The value written as compact JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n),
+            Value::String(s) => out.push_str(&quote(s)),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Object(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&quote(k));
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// True for a number written without fraction or exponent.
+pub(crate) fn is_integer(n: &str) -> bool {
+    !n.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
+}
+
+/// `s` as a JSON string literal: `"a \"b\""`. Used in error messages instead of `{:?}`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A syntax error: what, where (JSON path of the value being read, `""` for the root) and the
+/// 1-based line and column (in bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub path: String,
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Parses one JSON document (surrounding whitespace allowed).
+pub fn parse(bytes: &[u8]) -> Result<Value, SyntaxError> {
+    let mut p = Parser {
+        bytes,
+        pos: 0,
+        path: Vec::new(),
+    };
+    let result = p.document();
+    result.map_err(|message| p.error(message))
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Where the value being read sits, for errors.
+    path: Vec<Seg>,
+}
+
+type Step<T> = Result<T, &'static str>;
+
+impl Parser<'_> {
+    fn error(&self, message: &str) -> SyntaxError {
+        let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
+        let line = 1 + before.iter().filter(|b| **b == b'\n').count();
+        let column = 1 + before.iter().rev().take_while(|b| **b != b'\n').count();
+        let mut path = String::new();
+        for seg in &self.path {
+            match seg {
+                Seg::Key(k) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                }
+                Seg::Index(i) => {
+                    let _ = write!(path, "[{i}]");
+                }
+            }
+        }
+        SyntaxError {
+            path,
+            message: message.to_string(),
+            line,
+            column,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn document(&mut self) -> Step<Value> {
+        let v = self.value(0)?;
+        self.skip_ws();
+        if self.pos < self.bytes.len() {
+            return Err("trailing characters after the JSON value");
+        }
+        Ok(v)
+    }
+
+    fn value(&mut self, depth: usize) -> Step<Value> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err("EOF while parsing a value"),
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(_) => {
+                for (word, v) in [
+                    ("true", Value::Bool(true)),
+                    ("false", Value::Bool(false)),
+                    ("null", Value::Null),
+                ] {
+                    if self
+                        .bytes
+                        .get(self.pos..)
+                        .is_some_and(|r| r.starts_with(word.as_bytes()))
+                    {
+                        self.pos += word.len();
+                        return Ok(v);
+                    }
+                }
+                Err("expected value")
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Step<Value> {
+        if depth > MAX_DEPTH {
+            return Err("nested too deeply (more than 64 levels)");
+        }
+        self.pos += 1; // [
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.path.push(Seg::Index(items.len()));
+            items.push(self.value(depth)?);
+            self.path.pop();
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        return Err("trailing comma");
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                None => return Err("EOF while parsing a list"),
+                Some(_) => return Err("expected `,` or `]`"),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Step<Value> {
+        if depth > MAX_DEPTH {
+            return Err("nested too deeply (more than 64 levels)");
+        }
+        self.pos += 1; // {
+        let mut members = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(members));
+        }
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                Some(b'"') => {}
+                None => return Err("EOF while parsing an object"),
+                Some(_) => return Err("key must be a string"),
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err("expected `:`");
+            }
+            self.pos += 1;
+            self.path.push(Seg::Key(key));
+            let v = self.value(depth)?;
+            let Some(Seg::Key(key)) = self.path.pop() else {
+                return Err("internal error");
+            };
+            members.push((key, v));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b'}') {
+                        return Err("trailing comma");
+                    }
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(members));
+                }
+                None => return Err("EOF while parsing an object"),
+                Some(_) => return Err("expected `,` or `}`"),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Step<String> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err("invalid number"),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err("invalid number");
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err("invalid number");
+            }
+        }
+        // ASCII by construction.
+        Ok(self
+            .bytes
+            .get(start..self.pos)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default())
+    }
+
+    fn hex4(&mut self) -> Step<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            let d = match self.peek() {
+                Some(b @ b'0'..=b'9') => b - b'0',
+                Some(b @ b'a'..=b'f') => b - b'a' + 10,
+                Some(b @ b'A'..=b'F') => b - b'A' + 10,
+                _ => return Err("invalid \\u escape"),
+            };
+            v = v * 16 + u32::from(d);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    fn string(&mut self) -> Step<String> {
+        self.pos += 1; // "
+        let mut out = Vec::new();
+        loop {
+            // Copy the run of plain bytes at once.
+            let rest = self.bytes.get(self.pos..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)
+                .unwrap_or(rest.len());
+            out.extend_from_slice(rest.get(..run).unwrap_or_default());
+            self.pos += run;
+            match self.peek() {
+                None => return Err("EOF while parsing a string"),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return String::from_utf8(out).map_err(|_| "string is not valid UTF-8");
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let Some(e) = self.peek() else {
+                        return Err("EOF while parsing a string");
+                    };
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err("invalid escape"),
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                Some(_) => return Err("control character in string (escape it)"),
+            }
+        }
+    }
+
+    /// The character of a `\uXXXX` escape (after `\u`), joining a surrogate pair.
+    fn unicode_escape(&mut self) -> Step<char> {
+        let hi = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&hi) {
+            if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                return Err("unpaired surrogate in \\u escape");
+            }
+            self.pos += 2;
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err("unpaired surrogate in \\u escape");
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        char::from_u32(code).ok_or("unpaired surrogate in \\u escape")
+    }
+}
+
+/// A JSON number as an exact decimal `mantissa × 10^-scale` with at most `max_scale` decimals,
+/// or `None` if it needs more decimals, is negative when `signed` is false, or exceeds `limit`
+/// (in units of 10^-max_scale). Exponents are applied exactly.
+pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64, FixedError> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (num, exp) = match body.find(['e', 'E']) {
+        Some(i) => (
+            body.get(..i).unwrap_or_default(),
+            body.get(i + 1..)
+                .and_then(|e| e.strip_prefix('+').unwrap_or(e).parse::<i64>().ok())
+                .ok_or(FixedError::Range)?,
+        ),
+        None => (body, 0),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    // value = digits × 10^(exp - frac.len()); we want value × 10^max_scale.
+    let shift = exp
+        .saturating_sub(frac.len() as i64)
+        .saturating_add(i64::from(max_scale));
+    let digits = int.bytes().chain(frac.bytes());
+    let mut value: u64 = 0;
+    let mut dropped_nonzero = false;
+    let total = int.len() + frac.len();
+    // Digits beyond the units position (shift < 0) must be zero.
+    let keep = (total as i64).saturating_add(shift.min(0)).max(0) as usize;
+    for (i, d) in digits.enumerate() {
+        let d = u64::from(d.wrapping_sub(b'0'));
+        if d > 9 {
+            return Err(FixedError::Range);
+        }
+        if i < keep {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(d))
+                .ok_or(FixedError::Range)?;
+        } else if d != 0 {
+            dropped_nonzero = true;
+        }
+    }
+    if shift > 0 && value != 0 {
+        for _ in 0..shift {
+            value = value.checked_mul(10).ok_or(FixedError::Range)?;
+        }
+    }
+    let above = value > limit || (value == limit && dropped_nonzero);
+    if (negative && (value != 0 || dropped_nonzero)) || above {
+        return Err(FixedError::Range);
+    }
+    if dropped_nonzero {
+        return Err(FixedError::Precision);
+    }
+    Ok(value)
+}
+
+/// Why [`fixed_point`] refused a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FixedError {
+    /// Negative, too large, or an unreadable exponent.
+    Range,
+    /// More decimals than allowed.
+    Precision,
+}

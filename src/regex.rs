@@ -1,0 +1,813 @@
+//! A small regular expression engine for rule conditions: whole-value matching in time linear
+//! in the input (a Pike VM over a compiled program, no backtracking), so no pattern can make a
+//! request slow however hostile the value (`(a+)+b` against 50 000 `a`s is linear).
+//!
+//! The syntax is the common subset of RE2 / Rust `regex` (which Envoy and Istio use):
+//! literals and `\`-escaped punctuation; `.`; classes `[a-z0-9_]`, `[^…]`, `[[:alpha:]]`;
+//! `\d \w \s` and their negations (ASCII); `\t \n \r \f \v \xHH \x{H…}`; anchors `^ $ \A \z`
+//! and word boundaries `\b \B`; groups `(…)`, `(?:…)`, `(?P<name>…)`, `(?<name>…)`;
+//! alternation `|`; repetition `* + ? {n} {n,} {n,m}` (lazy forms accepted); flags `i`
+//! (ASCII case-insensitive), `s` (`.` matches `\n`), `m` (`^`/`$` at line ends) and `U`
+//! (no effect on a yes/no match), as `(?flags)` or `(?flags:…)`. Backreferences and
+//! look-around do not exist here (nor in RE2). Limits: [`MAX_NEST`] levels of nesting,
+//! repetition counts up to [`MAX_REPEAT`], [`MAX_PROGRAM`] compiled instructions.
+//!
+//! The engine was written for this project to keep the Wasm module small; its answers are
+//! checked against the `regex-lite` crate in the tests.
+
+use std::cell::RefCell;
+
+/// Deepest nesting of groups accepted.
+pub const MAX_NEST: usize = 64;
+/// Largest `n` in `{n}`, `{n,}`, `{n,m}`.
+pub const MAX_REPEAT: u32 = 1000;
+/// Most repetition operators applied in a row (`a**` is two).
+const MAX_STACKED_REPEAT: usize = 8;
+/// Largest compiled program, in instructions.
+pub const MAX_PROGRAM: usize = 20_000;
+
+/// A compiled pattern that matches whole values.
+#[derive(Debug)]
+pub struct Regex {
+    program: Vec<Inst>,
+    /// Thread lists reused between matches (taken while matching, so re-entrance is safe).
+    cache: RefCell<Option<Threads>>,
+}
+
+impl Regex {
+    /// Compiles `pattern`; the error says what is wrong and at which character.
+    pub fn new(pattern: &str) -> Result<Regex, String> {
+        let mut parser = Parser {
+            chars: pattern.chars().collect(),
+            pos: 0,
+            depth: 0,
+        };
+        let node = parser.alternation(Flags::default())?;
+        if parser.pos < parser.chars.len() {
+            return Err(format!(
+                "unopened group: ')' at position {} has no '('",
+                parser.pos
+            ));
+        }
+        let mut program = Vec::new();
+        emit(&node, &mut program)?;
+        program.push(Inst::Match);
+        Ok(Regex {
+            program,
+            cache: RefCell::new(None),
+        })
+    }
+
+    /// Whether the pattern matches all of `text`.
+    pub fn is_full_match(&self, text: &str) -> bool {
+        let mut threads = self
+            .cache
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| Threads::new(self.program.len()));
+        let matched = self.run(text, &mut threads);
+        *self.cache.borrow_mut() = Some(threads);
+        matched
+    }
+
+    fn run(&self, text: &str, t: &mut Threads) -> bool {
+        let (mut current, mut next, stack) = (&mut t.a, &mut t.b, &mut t.stack);
+        current.clear();
+        let mut chars = text.chars();
+        let mut c = chars.next();
+        self.add(current, stack, 0, None, c);
+        loop {
+            if current.dense.is_empty() {
+                return false;
+            }
+            let Some(ch) = c else {
+                return current
+                    .dense
+                    .iter()
+                    .any(|pc| matches!(self.program.get(*pc as usize), Some(Inst::Match)));
+            };
+            let after = chars.next();
+            next.clear();
+            for i in 0..current.dense.len() {
+                let Some(&pc) = current.dense.get(i) else {
+                    break;
+                };
+                let Some(inst) = self.program.get(pc as usize) else {
+                    continue;
+                };
+                if inst.consumes(ch) {
+                    self.add(next, stack, pc + 1, Some(ch), after);
+                }
+            }
+            std::mem::swap(&mut current, &mut next);
+            c = after;
+        }
+    }
+
+    /// Adds the thread at `pc` and everything reachable from it without consuming input, at
+    /// the position between `prev` and `next`.
+    fn add(
+        &self,
+        set: &mut SparseSet,
+        stack: &mut Vec<u32>,
+        pc: u32,
+        prev: Option<char>,
+        next: Option<char>,
+    ) {
+        stack.clear();
+        stack.push(pc);
+        while let Some(pc) = stack.pop() {
+            if !set.insert(pc) {
+                continue;
+            }
+            match self.program.get(pc as usize) {
+                Some(Inst::Jump(to)) => stack.push(*to),
+                Some(Inst::Split(a, b)) => {
+                    stack.push(*b);
+                    stack.push(*a);
+                }
+                Some(Inst::Look(look)) if look.holds(prev, next) => stack.push(pc + 1),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Threads {
+    a: SparseSet,
+    b: SparseSet,
+    stack: Vec<u32>,
+}
+
+impl Threads {
+    fn new(n: usize) -> Threads {
+        Threads {
+            a: SparseSet::new(n),
+            b: SparseSet::new(n),
+            stack: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// A set of program counters with O(1) insert and clear.
+#[derive(Debug)]
+struct SparseSet {
+    dense: Vec<u32>,
+    sparse: Vec<u32>,
+}
+
+impl SparseSet {
+    fn new(n: usize) -> SparseSet {
+        SparseSet {
+            dense: Vec::with_capacity(n),
+            sparse: vec![0; n],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.dense.clear();
+    }
+
+    /// Inserts `pc`; false if it was already there (or out of range).
+    fn insert(&mut self, pc: u32) -> bool {
+        let Some(slot) = self.sparse.get_mut(pc as usize) else {
+            return false;
+        };
+        let at = *slot as usize;
+        if self.dense.get(at) == Some(&pc) {
+            return false;
+        }
+        *slot = self.dense.len() as u32;
+        self.dense.push(pc);
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Inst {
+    /// One character (already folded to lowercase when `fold`).
+    Char {
+        c: char,
+        fold: bool,
+    },
+    /// Any character; `nl`: `\n` too.
+    Any {
+        nl: bool,
+    },
+    /// Sorted, non-overlapping ranges.
+    Class {
+        ranges: Box<[(char, char)]>,
+        negated: bool,
+    },
+    Look(Look),
+    Split(u32, u32),
+    Jump(u32),
+    Match,
+}
+
+impl Inst {
+    fn consumes(&self, ch: char) -> bool {
+        match self {
+            Inst::Char { c, fold } => {
+                *c == ch || (*fold && ch.is_ascii_uppercase() && *c == ch.to_ascii_lowercase())
+            }
+            Inst::Any { nl } => *nl || ch != '\n',
+            Inst::Class { ranges, negated } => {
+                let inside = ranges
+                    .binary_search_by(|(lo, hi)| {
+                        if *hi < ch {
+                            std::cmp::Ordering::Less
+                        } else if *lo > ch {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Equal
+                        }
+                    })
+                    .is_ok();
+                inside != *negated
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Look {
+    Start,
+    End,
+    LineStart,
+    LineEnd,
+    WordBoundary,
+    NotWordBoundary,
+}
+
+impl Look {
+    fn holds(self, prev: Option<char>, next: Option<char>) -> bool {
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        match self {
+            Look::Start => prev.is_none(),
+            Look::End => next.is_none(),
+            Look::LineStart => prev.is_none_or(|c| c == '\n'),
+            Look::LineEnd => next.is_none_or(|c| c == '\n'),
+            Look::WordBoundary => word(prev) != word(next),
+            Look::NotWordBoundary => word(prev) == word(next),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    fold: bool,
+    dot_nl: bool,
+    multi_line: bool,
+}
+
+#[derive(Debug)]
+enum Node {
+    Empty,
+    Char {
+        c: char,
+        fold: bool,
+    },
+    Any {
+        nl: bool,
+    },
+    Class {
+        ranges: Vec<(char, char)>,
+        negated: bool,
+    },
+    Look(Look),
+    Concat(Vec<Node>),
+    Alt(Vec<Node>),
+    Repeat {
+        node: Box<Node>,
+        min: u32,
+        max: Option<u32>,
+    },
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+    depth: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at position {}", self.pos))
+    }
+
+    /// `a|b|…` up to an unmatched `)` or the end.
+    fn alternation(&mut self, mut flags: Flags) -> Result<Node, String> {
+        let mut branches = Vec::new();
+        let mut items: Vec<Node> = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(')') => break,
+                Some('|') => {
+                    self.pos += 1;
+                    branches.push(concat(std::mem::take(&mut items)));
+                }
+                Some('*' | '+' | '?') => {
+                    let (min, max) = match self.peek() {
+                        Some('*') => (0, None),
+                        Some('+') => (1, None),
+                        _ => (0, Some(1)),
+                    };
+                    self.pos += 1;
+                    self.repeat(&mut items, min, max)?;
+                }
+                Some('{') => {
+                    let (min, max) = self.counted()?;
+                    self.repeat(&mut items, min, max)?;
+                }
+                Some('(') => {
+                    self.pos += 1;
+                    if let Some(node) = self.group(&mut flags)? {
+                        items.push(node);
+                    }
+                }
+                Some(_) => items.push(self.atom(flags)?),
+            }
+        }
+        branches.push(concat(items));
+        Ok(if branches.len() == 1 {
+            branches.pop().unwrap_or(Node::Empty)
+        } else {
+            Node::Alt(branches)
+        })
+    }
+
+    fn repeat(&mut self, items: &mut Vec<Node>, min: u32, max: Option<u32>) -> Result<(), String> {
+        let Some(node) = items.pop() else {
+            return self.err("repetition operator missing expression");
+        };
+        // `a**` is valid; a long run of operators only deepens the program's nesting.
+        let mut stacked = 0;
+        let mut inner = &node;
+        while let Node::Repeat { node, .. } = inner {
+            stacked += 1;
+            inner = node;
+        }
+        if stacked >= MAX_STACKED_REPEAT {
+            return self.err("too many repetition operators in a row");
+        }
+        // Lazy (`*?`) and greedy match the same values.
+        self.eat('?');
+        items.push(Node::Repeat {
+            node: Box::new(node),
+            min,
+            max,
+        });
+        Ok(())
+    }
+
+    /// `{n}`, `{n,}`, `{n,m}` (at `{`).
+    fn counted(&mut self) -> Result<(u32, Option<u32>), String> {
+        self.pos += 1;
+        let min = self.decimal()?;
+        let max = if self.eat(',') {
+            if self.peek() == Some('}') {
+                None
+            } else {
+                Some(self.decimal()?)
+            }
+        } else {
+            Some(min)
+        };
+        if !self.eat('}') {
+            return self.err("invalid repetition: expected '}'");
+        }
+        if max.is_some_and(|max| max < min) {
+            return self.err("invalid repetition range: min is greater than max");
+        }
+        Ok((min, max))
+    }
+
+    fn decimal(&mut self) -> Result<u32, String> {
+        let start = self.pos;
+        let mut n: u32 = 0;
+        while let Some(d) = self.peek().and_then(|c| c.to_digit(10)) {
+            n = n.saturating_mul(10).saturating_add(d);
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return self.err("invalid repetition: expected a number");
+        }
+        if n > MAX_REPEAT {
+            return self.err(&format!("repetition count exceeds {MAX_REPEAT}"));
+        }
+        Ok(n)
+    }
+
+    /// After `(`: a group, or `None` for a flag setting `(?i)` (which changes `flags`).
+    fn group(&mut self, flags: &mut Flags) -> Result<Option<Node>, String> {
+        if self.depth >= MAX_NEST {
+            return self.err(&format!("groups nested deeper than {MAX_NEST}"));
+        }
+        let mut inner = *flags;
+        if self.eat('?') {
+            if self.eat('P') || self.peek() == Some('<') {
+                if !self.eat('<') {
+                    return self.err("invalid group: expected '<' after '(?P'");
+                }
+                let start = self.pos;
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.pos += 1;
+                }
+                if self.pos == start || !self.eat('>') {
+                    return self.err("invalid group name");
+                }
+            } else {
+                let mut on = true;
+                loop {
+                    let Some(c) = self.peek() else {
+                        return self.err("unclosed group flags");
+                    };
+                    self.pos += 1;
+                    match c {
+                        '-' => on = false,
+                        'i' => inner.fold = on,
+                        's' => inner.dot_nl = on,
+                        'm' => inner.multi_line = on,
+                        'U' => {}
+                        ':' => break,
+                        ')' => {
+                            *flags = inner;
+                            return Ok(None);
+                        }
+                        _ => return self.err(&format!("unsupported flag {c:?}")),
+                    }
+                }
+            }
+        }
+        self.depth += 1;
+        let node = self.alternation(inner)?;
+        self.depth -= 1;
+        if !self.eat(')') {
+            return self.err("unclosed group");
+        }
+        // A group keeps its repetition apart from one applied to the group.
+        Ok(Some(match node {
+            Node::Repeat { .. } => Node::Concat(vec![node]),
+            node => node,
+        }))
+    }
+
+    fn atom(&mut self, flags: Flags) -> Result<Node, String> {
+        let Some(c) = self.peek() else {
+            return self.err("unexpected end");
+        };
+        self.pos += 1;
+        Ok(match c {
+            '.' => Node::Any { nl: flags.dot_nl },
+            '^' => Node::Look(if flags.multi_line {
+                Look::LineStart
+            } else {
+                Look::Start
+            }),
+            '$' => Node::Look(if flags.multi_line {
+                Look::LineEnd
+            } else {
+                Look::End
+            }),
+            '[' => self.class(flags)?,
+            '\\' => match self.escape(false)? {
+                Escaped::Char(c) => literal(c, flags),
+                Escaped::Class(ranges, negated) => Node::Class { ranges, negated },
+                Escaped::Look(l) => Node::Look(l),
+            },
+            c => literal(c, flags),
+        })
+    }
+
+    /// After `\`. In a class (`in_class`), anchors are not allowed.
+    fn escape(&mut self, in_class: bool) -> Result<Escaped, String> {
+        let Some(c) = self.peek() else {
+            return self.err("incomplete escape");
+        };
+        self.pos += 1;
+        Ok(match c {
+            'd' | 'D' => Escaped::Class(vec![('0', '9')], c == 'D'),
+            'w' | 'W' => Escaped::Class(WORD.to_vec(), c == 'W'),
+            's' | 'S' => Escaped::Class(SPACE.to_vec(), c == 'S'),
+            't' => Escaped::Char('\t'),
+            'n' => Escaped::Char('\n'),
+            'r' => Escaped::Char('\r'),
+            'f' => Escaped::Char('\u{c}'),
+            'v' => Escaped::Char('\u{b}'),
+            'x' => Escaped::Char(self.hex_escape()?),
+            'A' if !in_class => Escaped::Look(Look::Start),
+            'z' if !in_class => Escaped::Look(Look::End),
+            'b' if !in_class => Escaped::Look(Look::WordBoundary),
+            'B' if !in_class => Escaped::Look(Look::NotWordBoundary),
+            c if c.is_ascii_punctuation() || c == ' ' => Escaped::Char(c),
+            c => return self.err(&format!("unsupported escape \\{c}")),
+        })
+    }
+
+    /// After `\x`: `HH` or `{H…}`.
+    fn hex_escape(&mut self) -> Result<char, String> {
+        let braced = self.eat('{');
+        let start = self.pos;
+        let mut code: u32 = 0;
+        while let Some(d) = self.peek().and_then(|c| c.to_digit(16)) {
+            if !braced && self.pos - start == 2 {
+                break;
+            }
+            code = code.saturating_mul(16).saturating_add(d);
+            self.pos += 1;
+        }
+        let digits = self.pos - start;
+        let ok = if braced {
+            digits > 0 && digits <= 8 && self.eat('}')
+        } else {
+            digits == 2
+        };
+        match char::from_u32(code) {
+            Some(c) if ok => Ok(c),
+            _ => self.err("invalid \\x escape"),
+        }
+    }
+
+    /// After `[`.
+    fn class(&mut self, flags: Flags) -> Result<Node, String> {
+        let negated = self.eat('^');
+        let mut ranges: Vec<(char, char)> = Vec::new();
+        let mut first = true;
+        loop {
+            let Some(c) = self.peek() else {
+                return self.err("unclosed character class");
+            };
+            if c == ']' && !first {
+                self.pos += 1;
+                break;
+            }
+            first = false;
+            if c == '[' && self.chars.get(self.pos + 1) == Some(&':') {
+                self.posix(&mut ranges)?;
+                continue;
+            }
+            let lo = self.class_char()?;
+            let lo = match lo {
+                Escaped::Char(c) => c,
+                Escaped::Class(set, neg) => {
+                    ranges.extend(if neg { complement(set) } else { set });
+                    continue;
+                }
+                Escaped::Look(_) => return self.err("anchor in a character class"),
+            };
+            // A range `lo-hi`, unless the '-' is last (`[a-]`).
+            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
+                self.pos += 1;
+                let Escaped::Char(hi) = self.class_char()? else {
+                    return self.err("invalid range in character class");
+                };
+                if hi < lo {
+                    return self.err("invalid range in character class: start is after end");
+                }
+                ranges.push((lo, hi));
+            } else {
+                ranges.push((lo, lo));
+            }
+        }
+        if flags.fold {
+            let mut folded = Vec::new();
+            for &(lo, hi) in &ranges {
+                for (a, b, delta) in [('a', 'z', -32i32), ('A', 'Z', 32)] {
+                    let (l, h) = (lo.max(a), hi.min(b));
+                    if l <= h {
+                        let shift = |c: char| char::from_u32((c as i32 + delta) as u32);
+                        if let (Some(l), Some(h)) = (shift(l), shift(h)) {
+                            folded.push((l, h));
+                        }
+                    }
+                }
+            }
+            ranges.extend(folded);
+        }
+        Ok(Node::Class {
+            ranges: normalize(ranges),
+            negated,
+        })
+    }
+
+    fn class_char(&mut self) -> Result<Escaped, String> {
+        let Some(c) = self.peek() else {
+            return self.err("unclosed character class");
+        };
+        self.pos += 1;
+        if c == '\\' {
+            self.escape(true)
+        } else {
+            Ok(Escaped::Char(c))
+        }
+    }
+
+    /// `[:name:]` inside a class (at the first `[`).
+    fn posix(&mut self, ranges: &mut Vec<(char, char)>) -> Result<(), String> {
+        let start = self.pos + 2;
+        let end = (start..self.chars.len().saturating_sub(1))
+            .find(|&i| self.chars.get(i) == Some(&':') && self.chars.get(i + 1) == Some(&']'));
+        let Some(end) = end else {
+            return self.err("unclosed [: :] class");
+        };
+        let name: String = self
+            .chars
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .collect();
+        let (negated, name) = match name.strip_prefix('^') {
+            Some(n) => (true, n.to_string()),
+            None => (false, name),
+        };
+        let set: Vec<(char, char)> = match name.as_str() {
+            "alnum" => vec![('0', '9'), ('A', 'Z'), ('a', 'z')],
+            "alpha" => vec![('A', 'Z'), ('a', 'z')],
+            "ascii" => vec![('\0', '\u{7f}')],
+            "blank" => vec![('\t', '\t'), (' ', ' ')],
+            "cntrl" => vec![('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')],
+            "digit" => vec![('0', '9')],
+            "graph" => vec![('!', '~')],
+            "lower" => vec![('a', 'z')],
+            "print" => vec![(' ', '~')],
+            "punct" => vec![('!', '/'), (':', '@'), ('[', '`'), ('{', '~')],
+            "space" => SPACE.to_vec(),
+            "upper" => vec![('A', 'Z')],
+            "word" => WORD.to_vec(),
+            "xdigit" => vec![('0', '9'), ('A', 'F'), ('a', 'f')],
+            _ => return self.err(&format!("unknown class [:{name}:]")),
+        };
+        ranges.extend(if negated { complement(set) } else { set });
+        self.pos = end + 2;
+        Ok(())
+    }
+}
+
+enum Escaped {
+    Char(char),
+    Class(Vec<(char, char)>, bool),
+    Look(Look),
+}
+
+const WORD: [(char, char); 4] = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
+const SPACE: [(char, char); 2] = [('\t', '\r'), (' ', ' ')];
+
+fn literal(c: char, flags: Flags) -> Node {
+    if flags.fold && c.is_ascii_alphabetic() {
+        Node::Char {
+            c: c.to_ascii_lowercase(),
+            fold: true,
+        }
+    } else {
+        Node::Char { c, fold: false }
+    }
+}
+
+fn concat(mut items: Vec<Node>) -> Node {
+    match items.len() {
+        0 => Node::Empty,
+        1 => items.pop().unwrap_or(Node::Empty),
+        _ => Node::Concat(items),
+    }
+}
+
+/// Sorted, merged ranges.
+fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if (lo as u32) <= (last.1 as u32).saturating_add(1) => {
+                last.1 = last.1.max(hi)
+            }
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// The characters not in `set`.
+fn complement(set: Vec<(char, char)>) -> Vec<(char, char)> {
+    let mut out = Vec::new();
+    let mut next: u32 = 0;
+    for (lo, hi) in normalize(set) {
+        if (lo as u32) > next {
+            push_range(&mut out, next, lo as u32 - 1);
+        }
+        next = hi as u32 + 1;
+    }
+    push_range(&mut out, next, char::MAX as u32);
+    out
+}
+
+/// Pushes `lo..=hi` minus the surrogate gap (not characters).
+fn push_range(out: &mut Vec<(char, char)>, lo: u32, hi: u32) {
+    for (a, b) in [(lo, hi.min(0xD7FF)), (lo.max(0xE000), hi)] {
+        if let (Some(a), Some(b)) = (char::from_u32(a), char::from_u32(b)) {
+            if a <= b {
+                out.push((a, b));
+            }
+        }
+    }
+}
+
+fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
+    if p.len() > MAX_PROGRAM {
+        return Err(format!(
+            "pattern too large: more than {MAX_PROGRAM} instructions once compiled"
+        ));
+    }
+    match node {
+        Node::Empty => {}
+        Node::Char { c, fold } => p.push(Inst::Char { c: *c, fold: *fold }),
+        Node::Any { nl } => p.push(Inst::Any { nl: *nl }),
+        Node::Class { ranges, negated } => p.push(Inst::Class {
+            ranges: ranges.clone().into_boxed_slice(),
+            negated: *negated,
+        }),
+        Node::Look(l) => p.push(Inst::Look(*l)),
+        Node::Concat(items) => {
+            for n in items {
+                emit(n, p)?;
+            }
+        }
+        Node::Alt(branches) => {
+            // split L1, next; L1: a; jump end; next: split L2, …; last branch falls through.
+            let mut jumps = Vec::new();
+            for (i, b) in branches.iter().enumerate() {
+                if i + 1 < branches.len() {
+                    let split = p.len();
+                    p.push(Inst::Split(split as u32 + 1, 0));
+                    emit(b, p)?;
+                    jumps.push(p.len());
+                    p.push(Inst::Jump(0));
+                    let next = p.len() as u32;
+                    if let Some(Inst::Split(_, b)) = p.get_mut(split) {
+                        *b = next;
+                    }
+                } else {
+                    emit(b, p)?;
+                }
+            }
+            let end = p.len() as u32;
+            for j in jumps {
+                if let Some(Inst::Jump(to)) = p.get_mut(j) {
+                    *to = end;
+                }
+            }
+        }
+        Node::Repeat { node, min, max } => {
+            for _ in 0..*min {
+                emit(node, p)?;
+            }
+            match max {
+                None => {
+                    // L: split body, end; body; jump L
+                    let split = p.len();
+                    p.push(Inst::Split(split as u32 + 1, 0));
+                    emit(node, p)?;
+                    p.push(Inst::Jump(split as u32));
+                    let end = p.len() as u32;
+                    if let Some(Inst::Split(_, b)) = p.get_mut(split) {
+                        *b = end;
+                    }
+                }
+                Some(max) => {
+                    // Each optional copy: split body, end.
+                    let mut splits = Vec::new();
+                    for _ in *min..*max {
+                        splits.push(p.len());
+                        p.push(Inst::Split(p.len() as u32 + 1, 0));
+                        emit(node, p)?;
+                    }
+                    let end = p.len() as u32;
+                    for s in splits {
+                        if let Some(Inst::Split(_, b)) = p.get_mut(s) {
+                            *b = end;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
