@@ -23,6 +23,8 @@ pub const MAX_NAME_LEN: usize = 64;
 pub struct Config {
     pub(crate) variant_header: String,
     pub(crate) expose_variant: bool,
+    pub(crate) route_metadata: bool,
+    pub(crate) filter_state: bool,
     pub(crate) policies: Vec<Policy>,
     pub(crate) index: PolicyIndex,
     pub(crate) warnings: Vec<ConfigError>,
@@ -53,6 +55,16 @@ impl Config {
     /// Whether the variant is also returned in a response header of the same name.
     pub fn expose_variant(&self) -> bool {
         self.expose_variant
+    }
+
+    /// Whether route metadata overrides are read (`"route_metadata": true`).
+    pub fn route_metadata(&self) -> bool {
+        self.route_metadata
+    }
+
+    /// Whether the decision is written to filter state for access logs (`"filter_state": true`).
+    pub fn filter_state(&self) -> bool {
+        self.filter_state
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -321,10 +333,11 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
         errs.push("policies", "must list at least one policy");
     }
     let mut policies = Vec::with_capacity(raw.policies.len());
-    let mut seen = hashbrown::HashMap::with_capacity(raw.policies.len());
+    let mut seen = crate::index::NameMap::with_capacity(raw.policies.len());
     for (i, p) in raw.policies.iter().enumerate() {
         let path = format!("policies[{i}]");
-        if let Some(first) = seen.insert(p.name.as_str(), i) {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(first) = seen.insert(p.name.clone(), index) {
             errs.push(
                 format!("{path}.name"),
                 format!(
@@ -348,6 +361,8 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
     errs.finish(Config {
         variant_header,
         expose_variant: raw.expose_variant,
+        route_metadata: raw.route_metadata,
+        filter_state: raw.filter_state,
         policies,
         index,
         warnings,

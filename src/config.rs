@@ -16,6 +16,12 @@ pub const DEFAULT_VARIANT_HEADER: &str = "x-canary-variant";
 pub struct RawConfig {
     pub variant_header: Option<String>,
     pub expose_variant: bool,
+    /// Read `filter_metadata["canary-router"]` of the matched route (one property read per
+    /// request).
+    pub route_metadata: bool,
+    /// Write `policy variant reason` to filter state `wasm.canary_router` for access logs (one
+    /// host call per request).
+    pub filter_state: bool,
     pub policies: Vec<RawPolicy>,
 }
 
@@ -289,10 +295,18 @@ impl RawConfig {
     /// Decodes the plugin configuration document (path `""` is the root).
     pub fn decode(v: &Value, errs: &mut Errors) -> Option<RawConfig> {
         let mut c = RawConfig::default();
-        let fields = ["variant_header", "expose_variant", "policies"];
-        object(v, "", &fields, &[2], errs, |i, v, path, errs| match i {
+        let fields = [
+            "variant_header",
+            "expose_variant",
+            "route_metadata",
+            "filter_state",
+            "policies",
+        ];
+        object(v, "", &fields, &[4], errs, |i, v, path, errs| match i {
             0 => c.variant_header = opt(v, path, errs, string),
             1 => set(&mut c.expose_variant, boolean(v, path, errs)),
+            2 => set(&mut c.route_metadata, boolean(v, path, errs)),
+            3 => set(&mut c.filter_state, boolean(v, path, errs)),
             _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
         })?;
         Some(c)

@@ -10,13 +10,19 @@ use hashbrown::HashMap;
 
 use crate::compile::Policy;
 
+/// Name → index into [`PolicyIndex::lists`]. One map type for every name lookup in the core and
+/// the filter keeps a single copy of the hash table code in the Wasm module.
+pub type NameMap = HashMap<String, u32>;
+
 #[derive(Debug, Default)]
 pub(crate) struct PolicyIndex {
-    exact: HashMap<String, Vec<u32>>,
+    exact: NameMap,
     /// Keyed by the suffix with its leading dot: `*.example.com` → `.example.com`.
-    wildcard: HashMap<String, Vec<u32>>,
+    wildcard: NameMap,
     /// Policies without hosts but with routes, by route name.
-    routes: HashMap<String, Vec<u32>>,
+    routes: NameMap,
+    /// The policy lists the maps point to.
+    lists: Vec<Vec<u32>>,
     /// Policies that apply to any host (no `hosts`, or `*`) and have no route-only filing.
     any: Vec<u32>,
     uses_routes: bool,
@@ -37,13 +43,13 @@ impl PolicyIndex {
                             Some(suffix) => (&mut ix.wildcard, suffix),
                             None => (&mut ix.exact, h.as_str()),
                         };
-                        file(map, key, i);
+                        file(map, &mut ix.lists, key, i);
                     }
                 }
                 _ => match &p.routes {
                     Some(routes) => {
                         for r in routes {
-                            file(&mut ix.routes, r, i);
+                            file(&mut ix.routes, &mut ix.lists, r, i);
                         }
                     }
                     None => ix.any.push(i),
@@ -78,20 +84,25 @@ impl PolicyIndex {
                 }
             }
         };
-        if let Some(list) = self.exact.get(host) {
-            consider(list);
+        let list = |map: &NameMap, key: &str| {
+            map.get(key)
+                .and_then(|i| self.lists.get(*i as usize))
+                .map(Vec::as_slice)
+        };
+        if let Some(l) = list(&self.exact, host) {
+            consider(l);
         }
         if !self.wildcard.is_empty() {
             // `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
             for (pos, _) in host.match_indices('.').filter(|(pos, _)| *pos > 0) {
-                if let Some(list) = host.get(pos..).and_then(|s| self.wildcard.get(s)) {
-                    consider(list);
+                if let Some(l) = host.get(pos..).and_then(|s| list(&self.wildcard, s)) {
+                    consider(l);
                 }
             }
         }
         if !self.routes.is_empty() {
-            if let Some(list) = route().and_then(|r| self.routes.get(r)) {
-                consider(list);
+            if let Some(l) = route().and_then(|r| list(&self.routes, r)) {
+                consider(l);
             }
         }
         consider(&self.any);
@@ -100,9 +111,15 @@ impl PolicyIndex {
 }
 
 /// Files policy `i` under `key`, once (a policy may list the same host or route twice).
-fn file(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
-    let list = map.entry_ref(key).or_default();
-    if list.last() != Some(&i) {
-        list.push(i);
+fn file(map: &mut NameMap, lists: &mut Vec<Vec<u32>>, key: &str, i: u32) {
+    let next = u32::try_from(lists.len()).unwrap_or(u32::MAX);
+    let at = *map.entry_ref(key).or_insert(next);
+    if at == next {
+        lists.push(Vec::new());
+    }
+    if let Some(list) = lists.get_mut(at as usize) {
+        if list.last() != Some(&i) {
+            list.push(i);
+        }
     }
 }

@@ -19,7 +19,7 @@ pub mod compile;
 pub mod config;
 pub mod decide;
 pub mod error;
-mod index;
+pub mod index;
 pub mod json;
 pub mod overrides;
 pub mod pb;

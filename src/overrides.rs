@@ -5,8 +5,6 @@
 //! and `enabled`; it cannot add variants. An invalid override is dropped on its own (reported
 //! as a warning); the rest of the configuration keeps working.
 
-use hashbrown::HashMap;
-
 use crate::compile::{check_weights, quote_list, syntax_error, Config, Policy, Split};
 use crate::config::{child, RawOverride};
 use crate::error::{ConfigError, ConfigErrors, Errors};
@@ -157,8 +155,8 @@ enum RouteSplits {
     None,
     /// For the named policy.
     One(Split),
-    /// No policy named: for every policy the override fits.
-    PerPolicy(HashMap<usize, Split>),
+    /// No policy named: for every policy the override fits (by policy index).
+    PerPolicy(Vec<Option<Split>>),
 }
 
 impl RouteOverride {
@@ -172,7 +170,7 @@ impl RouteOverride {
         match &self.splits {
             RouteSplits::None => None,
             RouteSplits::One(split) => Some(split).filter(|_| self.policy == Some(index)),
-            RouteSplits::PerPolicy(map) => map.get(&index),
+            RouteSplits::PerPolicy(list) => list.get(index).and_then(Option::as_ref),
         }
     }
 }
@@ -211,24 +209,23 @@ impl Config {
                 None => RouteSplits::None,
             },
             (true, None) => {
-                let mut map = HashMap::new();
+                let mut list = Vec::with_capacity(self.policies.len());
                 let mut first_error = None;
-                for (i, p) in self.policies.iter().enumerate() {
+                for p in &self.policies {
                     match resolve(&raw, p, path) {
-                        Ok(split) => {
-                            map.insert(i, split);
-                        }
+                        Ok(split) => list.push(Some(split)),
                         Err(e) => {
                             first_error.get_or_insert(e);
+                            list.push(None);
                         }
                     }
                 }
-                if map.is_empty() {
+                if list.iter().all(Option::is_none) {
                     return Err(first_error.unwrap_or_else(|| {
                         ConfigErrors::single(path, "fits no policy of the configuration")
                     }));
                 }
-                RouteSplits::PerPolicy(map)
+                RouteSplits::PerPolicy(list)
             }
         };
         Ok(Some(RouteOverride { policy, splits }))

@@ -10,7 +10,8 @@
 //! (ASCII case-insensitive), `s` (`.` matches `\n`), `m` (`^`/`$` at line ends) and `U`
 //! (no effect on a yes/no match), as `(?flags)` or `(?flags:…)`. Backreferences and
 //! look-around do not exist here (nor in RE2). Limits: [`MAX_NEST`] levels of nesting,
-//! repetition counts up to [`MAX_REPEAT`], [`MAX_PROGRAM`] compiled instructions.
+//! repetition counts up to [`MAX_REPEAT`], [`MAX_PROGRAM`] compiled instructions, patterns of
+//! [`MAX_PATTERN`] characters.
 //!
 //! The engine was written for this project to keep the Wasm module small; its answers are
 //! checked against the `regex-lite` crate in the tests.
@@ -21,6 +22,8 @@ use std::cell::RefCell;
 pub const MAX_NEST: usize = 64;
 /// Largest `n` in `{n}`, `{n,}`, `{n,m}`.
 pub const MAX_REPEAT: u32 = 1000;
+/// Longest pattern accepted, in characters.
+pub const MAX_PATTERN: usize = 8192;
 /// Most repetition operators applied in a row (`a**` is two).
 const MAX_STACKED_REPEAT: usize = 8;
 /// Largest compiled program, in instructions.
@@ -37,6 +40,9 @@ pub struct Regex {
 impl Regex {
     /// Compiles `pattern`; the error says what is wrong and at which character.
     pub fn new(pattern: &str) -> Result<Regex, String> {
+        if pattern.chars().count() > MAX_PATTERN {
+            return Err(format!("pattern longer than {MAX_PATTERN} characters"));
+        }
         let mut parser = Parser {
             chars: pattern.chars().collect(),
             pos: 0,
@@ -692,7 +698,14 @@ fn concat(mut items: Vec<Node>) -> Node {
 
 /// Sorted, merged ranges.
 fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
-    ranges.sort_unstable();
+    // Insertion sort: classes hold few ranges, and std's sort would add kilobytes of code.
+    for i in 1..ranges.len() {
+        let mut j = i;
+        while j > 0 && ranges.get(j - 1) > ranges.get(j) {
+            ranges.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
     for (lo, hi) in ranges {
         match out.last_mut() {

@@ -25,13 +25,17 @@ pub const WEIGHT: &str = "canary_router_weight";
 /// Configuration problems, by `source` (`plugin`, `node`, `route`).
 pub const CONFIG_ERRORS_TOTAL: &str = "canary_router_config_errors_total";
 
+/// Gauge: the linear memory of a Wasm VM that serves requests, in bytes (no labels).
+pub const VM_MEMORY_BYTES: &str = "canary_router_vm_memory_bytes";
+
 /// Every metric, for documentation and tests.
-pub const METRICS: [&str; 5] = [
+pub const METRICS: [&str; 6] = [
     REQUESTS_TOTAL,
     RESPONSES_TOTAL,
     RESPONSE_TIME_MS,
     WEIGHT,
     CONFIG_ERRORS_TOTAL,
+    VM_MEMORY_BYTES,
 ];
 
 pub const POLICY: &str = "policy";

@@ -73,6 +73,12 @@ CANARY = {
 SPLIT = [("canary", 10), ("stable", 90)]
 
 
+def load_front_proxy_plugin() -> dict:
+    """The plugin configuration of envoy-config/front-proxy.yaml."""
+    from harness import load_config, plugin_config
+    return plugin_config(load_config("front-proxy.yaml"))
+
+
 def config_with(tmp_path: Path, **policy) -> Path:
     """CANARY with some fields of its policy replaced (None removes the field)."""
     c = json.loads(json.dumps(CANARY))
@@ -411,9 +417,16 @@ def test_simulate_source_label(tmp_path):
 
 
 def test_simulate_route_metadata_warnings(tmp_path):
-    path = write(tmp_path / "config.json", CANARY)
+    path = write(tmp_path / "config.json", {**CANARY, "route_metadata": True})
     args = [path, "--host", "reviews", "--header", "x-user-id=user-1"]
     plain = ok("simulate", *args).stdout
+    # Without "route_metadata": true the filter never reads it; neither does simulate.
+    off = write(tmp_path / "off.json", CANARY)
+    r = ok("simulate", off, "--host", "reviews", "--header", "x-user-id=user-1",
+           "--route-metadata", '{"enabled": false}')
+    assert r.stdout == plain
+    assert r.stderr.startswith('warning: route-metadata: ignored: the configuration does not set '
+                               '"route_metadata": true'), r.stderr
     for meta, warning in [
         ('{"variants": [{"name": "canary", "weight": 60}]}',
          "warning: route-metadata.variants: weights sum to 60, they must sum to 100"),
@@ -503,17 +516,19 @@ def test_per_user_json():
                        "reason": "sticky_key", "bucket": b}
 
 
-def test_users_route_metadata_changes_split():
+def test_users_route_metadata_changes_split(tmp_path):
     meta = '{"variants":[{"name":"canary","weight":50},{"name":"stable","weight":50}]}'
-    got = per_user("envoy-config/front-proxy.yaml", "--users", "1000", "--route-metadata", meta)
+    front = load_front_proxy_plugin()
+    config = write(tmp_path / "config.json", {**front, "route_metadata": True})
+    got = per_user(config, "--users", "1000", "--route-metadata", meta)
     half = [("canary", 50), ("stable", 50)]
     for i in range(1000):
         b = bucket("reviews", f"user-{i}")
         assert got[f"user-{i}"] == (expected_variant(half, b), "sticky_key", b), i
     assert sum(v == "canary" for v, _, _ in got.values()) > 400
-    summary = users("envoy-config/front-proxy.yaml", "--users", "1000", "--route-metadata", meta)
+    summary = users(config, "--users", "1000", "--route-metadata", meta)
     assert [v["weight"] for v in summary["variants"]] == [50, 50]
-    r = ok("simulate", "envoy-config/front-proxy.yaml", "--users", "100", "--route-metadata", meta)
+    r = ok("simulate", config, "--users", "100", "--route-metadata", meta)
     assert "weights canary 50 %, stable 50 % (from route metadata)" in r.stdout
 
 

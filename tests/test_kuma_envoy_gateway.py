@@ -36,7 +36,7 @@ import yaml
 
 import harness
 from harness import (CONFIG_DIR, ROOT, WASM, bucket, envoy_binary, expected_variant, hcm,
-                     load_config, localize, wasm_filter)
+                     load_config, localize, wait_for, wasm_filter)
 from schemas import manifests, schema_for, validate
 
 KUMA = CONFIG_DIR / "kuma"
@@ -441,8 +441,9 @@ def check_decisions(envoy, config: dict) -> None:
     assert {envoy.request("/", {"cookie": cookie}).served_by for _ in range(5)} == {first.served_by}
 
     assert prometheus_value(envoy, "canary_router_weight", policy="reviews", variant="canary") == 1000
-    assert prometheus_value(envoy, "canary_router_requests_total",
-                            policy="reviews", variant="canary", reason="rule") == 1
+    # Counters reach Envoy when the VM flushes them (every second).
+    assert wait_for(lambda: prometheus_value(envoy, "canary_router_requests_total", policy="reviews",
+                                             variant="canary", reason="rule") == 1)
 
 
 def test_real_envoy_runs_the_kuma_filter(envoys, backends):

@@ -4,7 +4,7 @@ from collections import Counter
 
 from harness import bootstrap_for, bucket, expected_variant, hcm
 
-PLUGIN = {"policies": [{
+PLUGIN = {"route_metadata": True, "policies": [{
     "name": "reviews",
     "variants": [{"name": "canary", "weight": 10}, {"name": "stable", "weight": 90}],
     "sticky": {"keys": [{"header": "x-user-id"}]},
@@ -69,6 +69,15 @@ def test_route_metadata_gives_two_routes_two_splits(envoys, backends):
     }))
     assert_split(envoy, "/a/x", [("canary", 30), ("stable", 70)])
     assert_split(envoy, "/b/x", [("canary", 70), ("stable", 30)])
+
+
+def test_route_metadata_is_read_only_when_asked(envoys, backends):
+    """Without `"route_metadata": true` the route's metadata is not read (no per-request
+    property read): the plugin's split holds on a route that carries an override."""
+    plugin = {k: v for k, v in PLUGIN.items() if k != "route_metadata"}
+    envoy = start(envoys, backends, plugin=plugin, routes=routes_with_metadata({
+        "/a": {"variants": weights(30, 70)}, "/": None}))
+    assert_split(envoy, "/a/x", [("canary", 10), ("stable", 90)], USERS[:1500])
 
 
 def test_precedence_route_over_node_over_plugin(envoys, backends):
@@ -146,7 +155,7 @@ def test_cli_simulate_agrees_with_the_filter(envoys, backends, tmp_path):
     from harness import ROOT
 
     binary = os.environ.get("CANARY_ROUTER_BIN", str(ROOT / "target" / "debug" / "canary-router"))
-    plugin = {"policies": [{**PLUGIN["policies"][0], "rules": [
+    plugin = {"route_metadata": True, "policies": [{**PLUGIN["policies"][0], "rules": [
         {"variant": "canary", "match": [{"header": "x-user-id", "suffix": "7"}]}]}]}
     node = {"reviews": {"variants": weights(30, 70)}}
     route_meta = {"variants": weights(65, 35)}

@@ -13,7 +13,7 @@ from harness import (CONFIG_DIR, ROOT, Backend, bootstrap_for, bucket, expected_
                      wait_for)
 
 CANARY_10 = [("canary", 10), ("stable", 90)]
-PLUGIN = {"policies": [{
+PLUGIN = {"filter_state": True, "policies": [{
     "name": "reviews",
     "variants": [{"name": "canary", "weight": 10}, {"name": "stable", "weight": 90}],
     "sticky": {"keys": [{"header": "x-user-id"}], "cookie": {"name": "canary-id"}},
@@ -69,9 +69,13 @@ def test_counts_and_labels_match_known_decisions(envoys, backends):
         want[(again.served_by, "sticky_cookie")] += 1
     total = sum(want.values())
 
-    assert wait_for(lambda: sum(
-        series(prometheus(envoy), "canary_router_response_time_ms_count", policy="reviews",
-               variant=v) for v in ("canary", "stable")) == total)
+    # Counters are flushed from the VM every second, histograms at each stats flush: wait
+    # until every family has seen `total` (exact equality is asserted below).
+    def totals(s):
+        return [sum(v for (n, _), v in s.items() if n == name)
+                for name in ("canary_router_requests_total", "canary_router_responses_total",
+                             "canary_router_response_time_ms_count")]
+    assert wait_for(lambda: totals(prometheus(envoy)) == [total] * 3)
     s = prometheus(envoy)
     got = Counter({(dict(l)["variant"], dict(l)["reason"]): int(v) for (n, l), v in s.items()
                    if n == "canary_router_requests_total" and v})
@@ -160,7 +164,8 @@ def test_weight_gauge_follows_node_override_and_errors_are_counted(envoys, backe
     routes = [{"name": "bad", "match": {"prefix": "/bad"}, "route": {"cluster": "stable"},
                "metadata": {"filter_metadata": {"canary-router": {"policy": "nope"}}}},
               {"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "stable"}}]
-    envoy = start(envoys, backends, node=node, routes=routes)
+    envoy = start(envoys, backends, plugin={**PLUGIN, "route_metadata": True}, node=node,
+                  routes=routes)
     envoy.request("/bad", {"x-user-id": "u"})
     s = prometheus(envoy)
     assert series(s, "canary_router_weight", policy="reviews", variant="canary") == 3500
@@ -186,8 +191,8 @@ def test_every_metric_queried_by_dashboard_and_flagger_exists(envoys, backends):
 
     envoy = start(envoys, backends)
     envoy.request("/", {"x-user-id": "x"})
-    assert wait_for(lambda: any(n == "canary_router_response_time_ms_bucket"
-                                for n, _ in prometheus(envoy)))
+    # Counters are flushed from the VM every second, histograms at each stats flush.
+    wait_for(lambda: not used - {n for n, _ in prometheus(envoy)})
     exported = {n for n, _ in prometheus(envoy)}
     missing = used - exported
     assert not missing, f"queried but not exported: {missing}"

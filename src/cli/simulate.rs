@@ -117,6 +117,13 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
 
 /// Compiles `--route-metadata`; a problem is a warning and no override, as in the filter.
 fn route_override(config: &Config, text: &str, io: &mut Io) -> Option<RouteOverride> {
+    if !config.route_metadata() {
+        io.err(
+            "warning: route-metadata: ignored: the configuration does not set \"route_metadata\": true, so the filter does not read route metadata"
+                .to_string(),
+        );
+        return None;
+    }
     let value = match canary_router::json::parse(text.as_bytes()) {
         Ok(v) => v,
         Err(e) => {

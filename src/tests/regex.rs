@@ -2,7 +2,7 @@
 //! values): the same patterns are accepted or refused, and accepted ones answer the same for
 //! every input. Then the limits, and linear time on the classic pathological cases.
 
-use crate::regex::{Regex, MAX_NEST, MAX_REPEAT};
+use crate::regex::{Regex, MAX_NEST, MAX_PATTERN, MAX_REPEAT};
 
 /// Patterns both engines must agree on (accepted, and the same answer on every input).
 const PATTERNS: &[&str] = &[
@@ -298,6 +298,20 @@ fn limits() {
     assert!(e.contains("pattern too large"), "{e}");
     let e = Regex::new(&"a{1000}".repeat(30)).unwrap_err();
     assert!(e.contains("pattern too large"), "{e}");
+    // A long class compiles; a longer pattern is refused.
+    let class: String = (0..MAX_PATTERN - 2)
+        .map(|i| char::from_u32(0x4e00 + 2 * i as u32).unwrap())
+        .collect();
+    let re = Regex::new(&format!("[{class}]+")).unwrap_err();
+    assert!(re.contains("longer than"), "{re}");
+    let re = Regex::new(&format!(
+        "[{}]+",
+        &class.chars().skip(3).collect::<String>()
+    ))
+    .unwrap();
+    assert!(re.is_full_match("\u{4e06}\u{4e08}"));
+    assert!(!re.is_full_match("\u{4e07}"));
+    assert!(!re.is_full_match("\u{4e00}"));
 }
 
 /// Classic catastrophic-backtracking patterns answer on long inputs (linear time: the test

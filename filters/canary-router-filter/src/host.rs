@@ -50,14 +50,6 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> Status;
-    fn proxy_call_foreign_function(
-        function_name_data: *const u8,
-        function_name_size: usize,
-        arguments_data: *const u8,
-        arguments_size: usize,
-        results_data: *mut *mut u8,
-        results_size: *mut usize,
-    ) -> Status;
 }
 
 /// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
@@ -183,28 +175,6 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
 /// A property as a UTF-8 string (`None` if absent or not UTF-8).
 pub fn property_string(path: &[u8]) -> Option<String> {
     property(path).and_then(|b| String::from_utf8(b).ok())
-}
-
-/// Calls a host foreign function without arguments, discarding any result.
-pub fn call_foreign(name: &str) -> Result<(), Status> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    // SAFETY: as in `HeaderMap::read`; a returned buffer is taken and dropped.
-    unsafe {
-        let status = proxy_call_foreign_function(
-            name.as_ptr(),
-            name.len(),
-            std::ptr::null(),
-            0,
-            &mut data,
-            &mut size,
-        );
-        drop(take_buffer(data, size));
-        match status {
-            Status::Ok => Ok(()),
-            s => Err(s),
-        }
-    }
 }
 
 /// Defines (or finds) a metric; `None` if the host refuses.

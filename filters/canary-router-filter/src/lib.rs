@@ -3,52 +3,85 @@
 //!
 //! The root context compiles the plugin configuration (with this proxy's node metadata) once in
 //! `on_configure` and keeps it behind an `Rc`; each request context clones the pointer. Route
-//! metadata is compiled on a route's first request and cached by route name.
+//! metadata (when `"route_metadata": true`) is compiled on a route's first request and cached by
+//! route name.
+//!
+//! Host calls per request, the typical case: read the request headers (one call), write the
+//! variant header, read the clock twice and record the latency histogram, read the response
+//! headers. Counters are batched in the VM and flushed every second. Envoy re-selects the route
+//! after the header edit by itself: with ABI 0.2.1 (proxy-wasm 0.2.5) it clears the route cache
+//! on any header change, so no `clear_route_cache` call is needed.
 
 mod host;
 mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
+use canary_router::index::NameMap;
 use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY, ROUTE_METADATA_NAMESPACE};
 use canary_router::stats::ErrorSource;
 use canary_router::{pb, Config, Environment, Random, RequestView, RouteOverride, SplitMix64};
-use hashbrown::HashMap;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use host::HeaderMap;
 use metrics::Metrics;
 
-/// How often cached route metadata is dropped and read again (routes may change by RDS).
-const ROUTE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// The root context's timer: pending counters are flushed at every tick.
+const TICK: Duration = Duration::from_secs(1);
+/// Every this many ticks, cached route metadata is dropped and read again (routes may change
+/// by RDS) and the VM memory gauge is set.
+const ROUTE_CACHE_TICKS: u32 = 10;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { active: None, weight_gauges: Vec::new() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { active: None, weight_gauges: Vec::new(), ticks: 0 })
+    });
 }}
 
 /// A configuration in force and what was derived from it.
 struct Active {
     config: Config,
-    /// Compiled `filter_metadata["canary-router"]` by route name; `None`: nothing to apply
-    /// (absent or invalid, the latter logged once when first seen).
-    routes: RefCell<HashMap<String, Option<Rc<RouteOverride>>>>,
-    /// The last problem logged per route, so a bad override is logged once, not at every
-    /// cache refresh.
-    route_errors: RefCell<HashMap<String, String>>,
+    /// Route name → index into `routes`.
+    route_names: RefCell<NameMap>,
+    routes: RefCell<Vec<RouteEntry>>,
     metrics: Metrics,
+}
+
+/// What is known of one route's `filter_metadata["canary-router"]`.
+struct RouteEntry {
+    /// The compiled override; `None`: nothing to apply (absent or invalid).
+    compiled: Option<Rc<RouteOverride>>,
+    /// False once the cache period ended: read the metadata again (routes change by RDS).
+    fresh: bool,
+    /// The last problem logged, so a bad override is logged once, not at every refresh.
+    logged: Option<String>,
+}
+
+impl Drop for Active {
+    /// A replaced configuration lives until its last request ends; its counts are kept.
+    fn drop(&mut self) {
+        self.metrics.flush(&self.config);
+    }
 }
 
 impl Active {
     /// The override of the route the request matched, reading and compiling it on first use.
     fn route_override(&self, req: &HostRequest) -> Option<Rc<RouteOverride>> {
         let name = req.route_name()?;
-        if let Some(cached) = self.routes.borrow().get(name) {
-            return cached.clone();
+        let at = self.route_names.borrow().get(name).copied();
+        if let Some(entry) = at.and_then(|i| {
+            self.routes
+                .borrow()
+                .get(i as usize)
+                .map(|e| (e.fresh, e.compiled.clone()))
+        }) {
+            if entry.0 {
+                return entry.1;
+            }
         }
         let path = format!("route[{name}].filter_metadata.{ROUTE_METADATA_NAMESPACE}");
         let compiled = host::property(b"xds\0route_metadata")
@@ -63,22 +96,43 @@ impl Active {
                     .map_err(|errors| errors.to_string()),
                 None => Ok(None),
             });
-        let compiled = match compiled {
+        let mut routes = self.routes.borrow_mut();
+        let i = match at {
+            Some(i) => i as usize,
+            None => {
+                let i = routes.len();
+                routes.push(RouteEntry {
+                    compiled: None,
+                    fresh: true,
+                    logged: None,
+                });
+                self.route_names
+                    .borrow_mut()
+                    .insert(name.to_string(), u32::try_from(i).unwrap_or(u32::MAX));
+                i
+            }
+        };
+        let entry = routes.get_mut(i)?;
+        entry.fresh = true;
+        entry.compiled = match compiled {
             Ok(o) => o.map(Rc::new),
             Err(e) => {
-                let mut logged = self.route_errors.borrow_mut();
-                if logged.get(name) != Some(&e) {
+                if entry.logged.as_ref() != Some(&e) {
                     log::error!("invalid route metadata override, ignored: {e}");
                     metrics::config_errors(ErrorSource::Route, 1);
-                    logged.insert(name.to_string(), e);
+                    entry.logged = Some(e);
                 }
                 None
             }
         };
-        self.routes
-            .borrow_mut()
-            .insert(name.to_string(), compiled.clone());
-        compiled
+        entry.compiled.clone()
+    }
+
+    /// Marks every cached route override stale (read again on the route's next request).
+    fn expire_routes(&self) {
+        for entry in self.routes.borrow_mut().iter_mut() {
+            entry.fresh = false;
+        }
     }
 }
 
@@ -86,6 +140,7 @@ struct Root {
     active: Option<Rc<Active>>,
     /// The `canary_router_weight` gauges set by the configuration in force.
     weight_gauges: Vec<String>,
+    ticks: u32,
 }
 
 impl Root {
@@ -128,17 +183,18 @@ impl RootContext for Root {
                 self.weight_gauges = metrics::set_weights(&config, &self.weight_gauges);
                 let n = config.policies().len();
                 log::info!(
-                    "configured {n} polic{}, variant header {:?}",
+                    "configured {n} polic{}, variant header {}",
                     if n == 1 { "y" } else { "ies" },
                     config.variant_header()
                 );
+                let metrics = Metrics::new(&config);
                 self.active = Some(Rc::new(Active {
                     config,
-                    routes: RefCell::new(HashMap::new()),
-                    route_errors: RefCell::new(HashMap::new()),
-                    metrics: Metrics::default(),
+                    route_names: RefCell::new(NameMap::new()),
+                    routes: RefCell::new(Vec::new()),
+                    metrics,
                 }));
-                self.set_tick_period(ROUTE_CACHE_TTL);
+                self.set_tick_period(TICK);
                 true
             }
             Err(errors) => {
@@ -155,8 +211,16 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(active) = &self.active {
-            active.routes.borrow_mut().clear();
+        let Some(active) = &self.active else {
+            return;
+        };
+        active.metrics.flush(&active.config);
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % ROUTE_CACHE_TICKS == 0 {
+            active.expire_routes();
+            if SERVED.get() {
+                metrics::vm_memory();
+            }
         }
     }
 
@@ -199,8 +263,13 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let config = &active.config;
+        SERVED.set(true);
         let req = HostRequest::read();
-        let route = active.route_override(&req);
+        let route = if config.route_metadata() {
+            active.route_override(&req)
+        } else {
+            None
+        };
 
         let Some(d) = config.decide_on_route(&req, route.as_deref(), &mut HostRandom) else {
             return Action::Continue;
@@ -209,23 +278,32 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let variant = policy.variant(d.variant).map_or("", |v| v.name());
+        // Envoy selects the route again after this edit (ABI 0.2.1 clears the route cache).
         let _ = host::replace_header(
             MapType::HttpRequestHeaders,
             config.variant_header(),
             variant,
         );
-        clear_route_cache();
 
-        active.metrics.request(config, &d);
-        // For access logs: %FILTER_STATE(wasm.canary_router:PLAIN)% = "policy variant reason".
-        let mut buf = [0u8; 160]; // names are at most 64 bytes, reasons 13
-        let free = {
-            let mut w = &mut buf[..];
-            let _ = write!(w, "{} {} {}", policy.name(), variant, d.reason.as_str());
-            w.len()
-        };
-        let len = buf.len() - free;
-        host::set_property(b"canary_router", buf.get(..len).unwrap_or_default());
+        active.metrics.request(&d);
+        if config.filter_state() {
+            // For access logs: %FILTER_STATE(wasm.canary_router:PLAIN)% = "policy variant reason".
+            let mut buf = [0u8; 160]; // names are at most 64 bytes, reasons 13
+            let mut len = 0;
+            for (i, part) in [policy.name(), variant, d.reason.as_str()]
+                .iter()
+                .enumerate()
+            {
+                let sep: &[u8] = if i == 0 { b"" } else { b" " };
+                for b in sep.iter().chain(part.as_bytes()) {
+                    if let Some(slot) = buf.get_mut(len) {
+                        *slot = *b;
+                        len += 1;
+                    }
+                }
+            }
+            host::set_property(b"canary_router", buf.get(..len).unwrap_or_default());
+        }
 
         self.set_cookie = match (d.minted, policy.sticky_cookie()) {
             (Some(id), Some(cookie)) => Some(cookie.set_cookie_value(id.as_str())),
@@ -295,23 +373,15 @@ impl HttpContext for Request {
             (Some(_), Some(g)) => g,
             (Some(_), None) => "UNKNOWN",
         };
-        active.metrics.response(&active.config, at, class, grpc);
+        active.metrics.response(at, class, grpc);
     }
 }
 
 thread_local! {
-    /// Whether the host offers the `clear_route_cache` foreign function (Envoy ≥ 1.33).
-    static HAS_CLEAR_ROUTE_CACHE: Cell<bool> = const { Cell::new(true) };
+    /// Whether this VM has served a request (the main thread's VM never does).
+    static SERVED: Cell<bool> = const { Cell::new(false) };
     /// Per-VM generator for random buckets, seeded from the host's entropy on first use.
     static RNG: Cell<Option<SplitMix64>> = const { Cell::new(None) };
-}
-
-/// Makes Envoy select the route again after the variant header changed. Hosts before Envoy
-/// 1.33 lack the function (and clear the route cache on any header edit anyway).
-fn clear_route_cache() {
-    if HAS_CLEAR_ROUTE_CACHE.get() && host::call_foreign("clear_route_cache").is_err() {
-        HAS_CLEAR_ROUTE_CACHE.set(false);
-    }
 }
 
 /// Randomness from the host: a seeded per-VM generator for random buckets, the host's

@@ -1,5 +1,10 @@
-//! The filter's metrics. Names and labels come from `canary_router::stats`; a metric id is
-//! defined on the first use of its label set and cached, so no request defines a metric twice.
+//! The filter's metrics. Names and labels come from `canary_router::stats`.
+//!
+//! Counters cost no host call on the request path: each (policy, variant) has a slot of pending
+//! counts in the VM's memory, which [`Metrics::flush`] adds to Envoy's counters on the root
+//! context's timer (every second) and when a configuration is replaced. A metric is defined on
+//! the first flush of its label set, so label sets that never occur never appear. The latency
+//! histogram is recorded as each response arrives (a histogram takes one value per call).
 
 use std::cell::RefCell;
 
@@ -8,79 +13,151 @@ use canary_router::stats::{
     REQUESTS_TOTAL, RESPONSES_TOTAL, RESPONSE_TIME_MS, SOURCE, VARIANT, WEIGHT,
 };
 use canary_router::{Config, Decision, Reason};
-use hashbrown::HashMap;
 use proxy_wasm::types::MetricType;
 
 use crate::host;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Requests(usize, usize, Reason),
-    Responses(usize, usize, &'static str, &'static str),
-    ResponseTime(usize, usize),
+/// A metric id: `None` until defined, then what the host answered.
+type Id = Option<Option<u32>>;
+
+#[derive(Clone, Copy, Default)]
+struct Counter {
+    id: Id,
+    pending: u32,
 }
 
-/// Metric ids for one configuration (keys are its policy and variant indices).
-#[derive(Default)]
+#[derive(Clone, Default)]
+struct Slot {
+    requests: [Counter; Reason::ALL.len()],
+    response_time: Id,
+    /// By `(code_class, grpc_status)`; a handful per slot.
+    responses: Vec<(&'static str, &'static str, Counter)>,
+}
+
+/// Metrics of one configuration, by policy and variant index.
 pub struct Metrics {
-    ids: RefCell<HashMap<Key, Option<u32>>>,
+    /// Index of the first slot of each policy.
+    first: Vec<usize>,
+    slots: RefCell<Vec<Slot>>,
 }
 
 impl Metrics {
-    fn id(&self, config: &Config, key: Key) -> Option<u32> {
-        if let Some(id) = self.ids.borrow().get(&key) {
-            return *id;
+    pub fn new(config: &Config) -> Metrics {
+        let mut first = Vec::with_capacity(config.policies().len());
+        let mut n = 0;
+        for p in config.policies() {
+            first.push(n);
+            n += p.variants().len();
         }
-        let (kind, metric, policy, variant, extra) = match key {
-            Key::Requests(p, v, r) => (
-                MetricType::Counter,
-                REQUESTS_TOTAL,
-                p,
-                v,
-                vec![(REASON, r.as_str())],
-            ),
-            Key::Responses(p, v, class, grpc) => (
-                MetricType::Counter,
-                RESPONSES_TOTAL,
-                p,
-                v,
-                vec![(CODE_CLASS, class), (GRPC_STATUS, grpc)],
-            ),
-            Key::ResponseTime(p, v) => (MetricType::Histogram, RESPONSE_TIME_MS, p, v, Vec::new()),
+        Metrics {
+            first,
+            slots: RefCell::new(vec![Slot::default(); n]),
+        }
+    }
+
+    fn with_slot(&self, at: (usize, usize), f: impl FnOnce(&mut Slot)) {
+        let Some(i) = self.first.get(at.0).map(|first| first + at.1) else {
+            return;
         };
-        let id = config.policy(policy).and_then(|p| {
-            let v = p.variant(variant)?;
-            let mut labels = vec![(POLICY, p.name()), (VARIANT, v.name())];
-            labels.extend(extra);
-            host::define_metric(kind, &tagged_name(metric, &labels))
+        if let Some(slot) = self.slots.borrow_mut().get_mut(i) {
+            f(slot);
+        }
+    }
+
+    pub fn request(&self, d: &Decision) {
+        self.with_slot((d.policy, d.variant), |slot| {
+            if let Some(c) = slot.requests.get_mut(d.reason as usize) {
+                c.pending = c.pending.saturating_add(1);
+            }
         });
-        self.ids.borrow_mut().insert(key, id);
-        id
     }
 
-    pub fn request(&self, config: &Config, d: &Decision) {
-        if let Some(id) = self.id(config, Key::Requests(d.policy, d.variant, d.reason)) {
-            host::increment_metric(id, 1);
-        }
-    }
-
-    pub fn response(
-        &self,
-        config: &Config,
-        at: (usize, usize),
-        class: &'static str,
-        grpc: &'static str,
-    ) {
-        if let Some(id) = self.id(config, Key::Responses(at.0, at.1, class, grpc)) {
-            host::increment_metric(id, 1);
-        }
+    pub fn response(&self, at: (usize, usize), class: &'static str, grpc: &'static str) {
+        self.with_slot(at, |slot| {
+            match slot
+                .responses
+                .iter_mut()
+                .find(|(c, g, _)| *c == class && *g == grpc)
+            {
+                Some((_, _, counter)) => counter.pending = counter.pending.saturating_add(1),
+                None => slot.responses.push((
+                    class,
+                    grpc,
+                    Counter {
+                        id: None,
+                        pending: 1,
+                    },
+                )),
+            }
+        });
     }
 
     pub fn response_time(&self, config: &Config, at: (usize, usize), ms: u64) {
-        if let Some(id) = self.id(config, Key::ResponseTime(at.0, at.1)) {
-            host::record_metric(id, ms);
+        self.with_slot(at, |slot| {
+            let id = *slot.response_time.get_or_insert_with(|| {
+                define(config, at, MetricType::Histogram, RESPONSE_TIME_MS, &[])
+            });
+            if let Some(id) = id {
+                host::record_metric(id, ms);
+            }
+        });
+    }
+
+    /// Adds the pending counts to Envoy's counters.
+    pub fn flush(&self, config: &Config) {
+        let mut slots = self.slots.borrow_mut();
+        for (p, first) in self.first.iter().enumerate() {
+            let n = config.policy(p).map_or(0, |p| p.variants().len());
+            for v in 0..n {
+                let Some(slot) = slots.get_mut(first + v) else {
+                    continue;
+                };
+                for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
+                    let labels = [(REASON, reason.as_str())];
+                    add(c, || {
+                        define(config, (p, v), MetricType::Counter, REQUESTS_TOTAL, &labels)
+                    });
+                }
+                for (class, grpc, c) in &mut slot.responses {
+                    let labels = [(CODE_CLASS, *class), (GRPC_STATUS, *grpc)];
+                    add(c, || {
+                        define(
+                            config,
+                            (p, v),
+                            MetricType::Counter,
+                            RESPONSES_TOTAL,
+                            &labels,
+                        )
+                    });
+                }
+            }
         }
     }
+}
+
+fn add(c: &mut Counter, define: impl FnOnce() -> Option<u32>) {
+    if c.pending == 0 {
+        return;
+    }
+    if let Some(id) = *c.id.get_or_insert_with(define) {
+        host::increment_metric(id, i64::from(c.pending));
+    }
+    c.pending = 0;
+}
+
+/// Defines `metric{policy, variant, extra…}` for the policy and variant at `at`.
+fn define(
+    config: &Config,
+    at: (usize, usize),
+    kind: MetricType,
+    metric: &str,
+    extra: &[(&str, &str)],
+) -> Option<u32> {
+    let p = config.policy(at.0)?;
+    let v = p.variant(at.1)?;
+    let mut labels = vec![(POLICY, p.name()), (VARIANT, v.name())];
+    labels.extend_from_slice(extra);
+    host::define_metric(kind, &tagged_name(metric, &labels))
 }
 
 /// Sets `canary_router_weight` for every policy and variant of `config`; a gauge of the
@@ -120,6 +197,18 @@ pub fn define_config_errors() {
     for source in ErrorSource::ALL {
         let name = tagged_name(CONFIG_ERRORS_TOTAL, &[(SOURCE, source.as_str())]);
         let _ = host::define_metric(MetricType::Counter, &name);
+    }
+}
+
+/// Sets `canary_router_vm_memory_bytes`: this VM's linear memory (it only grows, so a leak
+/// shows as growth).
+pub fn vm_memory() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let bytes = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+        if let Some(id) = host::define_metric(MetricType::Gauge, stats::VM_MEMORY_BYTES) {
+            host::record_metric(id, bytes);
+        }
     }
 }
 
