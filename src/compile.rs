@@ -576,8 +576,15 @@ fn weight_bp(w: &str) -> Result<u16, String> {
 
 /// `["a", "b"]`: names for an error message.
 pub(crate) fn quote_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let quoted: Vec<String> = names.map(quote).collect();
-    format!("[{}]", quoted.join(", "))
+    let mut out = String::from("[");
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&quote(name));
+    }
+    out.push(']');
+    out
 }
 
 fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {

@@ -249,15 +249,16 @@ fn object(
                 field(i, value, &fpath, errs);
             }
             None => {
-                let expected = fields
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                errs.push(
-                    fpath,
-                    format!("unknown field `{key}`, expected one of {expected}"),
-                );
+                let mut message = format!("unknown field `{key}`, expected one of ");
+                for (j, f) in fields.iter().enumerate() {
+                    if j > 0 {
+                        message.push_str(", ");
+                    }
+                    message.push('`');
+                    message.push_str(f);
+                    message.push('`');
+                }
+                errs.push(fpath, message);
             }
         }
     }

@@ -334,8 +334,9 @@ impl Parser<'_> {
         Ok(self
             .bytes
             .get(start..self.pos)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+            .to_string())
     }
 
     fn hex4(&mut self) -> Step<u32> {

@@ -33,7 +33,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use overrides::{Environment, RouteOverride};
 pub use request::{RequestView, SimpleRequest};
 
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Size of the bucket space: a variant with weight `w` % owns `w * 100` buckets.
 pub const BUCKETS: u16 = 10_000;
@@ -59,10 +59,11 @@ pub(crate) fn bucket(salt_prefix: &[u8], key: &[u8]) -> u16 {
         }
         xxh3_64(buf.get(..total).unwrap_or_default())
     } else {
-        let mut h = Xxh3::new();
-        h.update(salt_prefix);
-        h.update(key);
-        h.digest()
+        // Rare (keys over 256 bytes): one allocation rather than the streaming hasher's code.
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(salt_prefix);
+        buf.extend_from_slice(key);
+        xxh3_64(&buf)
     };
     (hash % u64::from(BUCKETS)) as u16
 }

@@ -459,7 +459,11 @@ impl Parser {
                             *flags = inner;
                             return Ok(None);
                         }
-                        _ => return self.err(&format!("unsupported flag {c:?}")),
+                        _ => {
+                            let mut flag = String::from("unsupported flag ");
+                            flag.push_str(&crate::json::quote(c.encode_utf8(&mut [0; 4])));
+                            return self.err(&flag);
+                        }
                     }
                 }
             }

@@ -6,10 +6,53 @@
 
 use std::ptr::null_mut;
 
-use proxy_wasm::types::{MapType, MetricType, Status};
+/// A host call's result (`WasmResult` of the ABI); only `Ok` (0) is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Status(u32);
+
+impl Status {
+    pub const OK: Status = Status(0);
+}
+
+/// Which header map a call reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MapType {
+    RequestHeaders = 0,
+    ResponseHeaders = 2,
+    ResponseTrailers = 3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+    Histogram = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LogLevel {
+    Info = 2,
+    Error = 4,
+}
+
+/// `BufferType::PluginConfiguration` of the ABI.
+const PLUGIN_CONFIGURATION: u32 = 7;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
     fn proxy_get_header_map_pairs(
         map_type: MapType,
         return_map_data: *mut *mut u8,
@@ -79,7 +122,7 @@ impl HeaderMap {
         // SAFETY: out-pointers are valid; on Ok the host hands over a buffer of `size` bytes.
         let buf = unsafe {
             match proxy_get_header_map_pairs(map, &mut data, &mut size) {
-                Status::Ok => take_buffer(data, size),
+                Status::OK => take_buffer(data, size),
                 _ => Vec::new(),
             }
         };
@@ -144,7 +187,7 @@ pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), Statu
     match unsafe {
         proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     } {
-        Status::Ok => Ok(()),
+        Status::OK => Ok(()),
         s => Err(s),
     }
 }
@@ -154,7 +197,7 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
     match unsafe {
         proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     } {
-        Status::Ok => Ok(()),
+        Status::OK => Ok(()),
         s => Err(s),
     }
 }
@@ -166,7 +209,7 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     // SAFETY: as in `HeaderMap::read`.
     unsafe {
         match proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) {
-            Status::Ok if !data.is_null() => Some(take_buffer(data, size)),
+            Status::OK if !data.is_null() => Some(take_buffer(data, size)),
             _ => None,
         }
     }
@@ -182,7 +225,7 @@ pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
     let mut id = 0u32;
     // SAFETY: the name slice and the out-pointer are valid for the call.
     match unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) } {
-        Status::Ok => Some(id),
+        Status::OK => Some(id),
         _ => None,
     }
 }
@@ -204,7 +247,7 @@ pub fn now_nanos() -> u64 {
     let mut t = 0u64;
     // SAFETY: the out-pointer is valid for the call.
     match unsafe { proxy_get_current_time_nanoseconds(&mut t) } {
-        Status::Ok => t,
+        Status::OK => t,
         _ => 0,
     }
 }
@@ -213,4 +256,29 @@ pub fn now_nanos() -> u64 {
 pub fn set_property(path: &[u8], value: &[u8]) {
     // SAFETY: both slices are valid for the call.
     let _ = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+}
+
+/// Writes to Envoy's log (the `wasm` logger); failures are ignored.
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: the slice is valid for the call.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// The plugin configuration (in `on_configure`), empty if the host has none.
+pub fn plugin_configuration(size: usize) -> Vec<u8> {
+    let mut data: *mut u8 = null_mut();
+    let mut len: usize = 0;
+    // SAFETY: as in `HeaderMap::read`.
+    unsafe {
+        match proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, &mut data, &mut len) {
+            Status::OK => take_buffer(data, len),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Sets the calling root context's timer.
+pub fn set_tick_period_ms(period: u32) {
+    // SAFETY: a plain value.
+    let _ = unsafe { proxy_set_tick_period_milliseconds(period) };
 }

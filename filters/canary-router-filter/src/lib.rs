@@ -12,35 +12,25 @@
 //! after the header edit by itself: with ABI 0.2.1 (proxy-wasm 0.2.5) it clears the route cache
 //! on any header change, so no `clear_route_cache` call is needed.
 
+mod abi;
 mod host;
 mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 use canary_router::index::NameMap;
 use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY, ROUTE_METADATA_NAMESPACE};
 use canary_router::stats::ErrorSource;
 use canary_router::{pb, Config, Environment, Random, RequestView, RouteOverride, SplitMix64};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-
-use host::HeaderMap;
+use host::{HeaderMap, LogLevel, MapType};
 use metrics::Metrics;
 
 /// The root context's timer: pending counters are flushed at every tick.
-const TICK: Duration = Duration::from_secs(1);
+const TICK_MS: u32 = 1000;
 /// Every this many ticks, cached route metadata is dropped and read again (routes may change
 /// by RDS) and the VM memory gauge is set.
 const ROUTE_CACHE_TICKS: u32 = 10;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { active: None, weight_gauges: Vec::new(), ticks: 0 })
-    });
-}}
 
 /// A configuration in force and what was derived from it.
 struct Active {
@@ -118,7 +108,10 @@ impl Active {
             Ok(o) => o.map(Rc::new),
             Err(e) => {
                 if entry.logged.as_ref() != Some(&e) {
-                    log::error!("invalid route metadata override, ignored: {e}");
+                    host::log(
+                        LogLevel::Error,
+                        &format!("invalid route metadata override, ignored: {e}"),
+                    );
                     metrics::config_errors(ErrorSource::Route, 1);
                     entry.logged = Some(e);
                 }
@@ -168,24 +161,36 @@ impl Root {
     }
 }
 
-impl Context for Root {}
+impl Root {
+    fn new() -> Root {
+        Root {
+            active: None,
+            weight_gauges: Vec::new(),
+            ticks: 0,
+        }
+    }
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = host::plugin_configuration(plugin_configuration_size);
         metrics::define_config_errors();
         match Config::from_json_in(&bytes, &Root::environment()) {
             Ok(config) => {
                 for w in config.warnings() {
-                    log::error!("invalid node metadata override, ignored: {w}");
+                    host::log(
+                        LogLevel::Error,
+                        &format!("invalid node metadata override, ignored: {w}"),
+                    );
                 }
                 metrics::config_errors(ErrorSource::Node, config.warnings().len());
                 self.weight_gauges = metrics::set_weights(&config, &self.weight_gauges);
                 let n = config.policies().len();
-                log::info!(
-                    "configured {n} polic{}, variant header {}",
-                    if n == 1 { "y" } else { "ies" },
-                    config.variant_header()
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "configured {n} polic{}, variant header {}",
+                        if n == 1 { "y" } else { "ies" },
+                        config.variant_header()
+                    ),
                 );
                 let metrics = Metrics::new(&config);
                 self.active = Some(Rc::new(Active {
@@ -194,15 +199,18 @@ impl RootContext for Root {
                     routes: RefCell::new(Vec::new()),
                     metrics,
                 }));
-                self.set_tick_period(TICK);
+                host::set_tick_period_ms(TICK_MS);
                 true
             }
             Err(errors) => {
                 for e in errors.errors() {
-                    log::error!("invalid plugin configuration: {e}");
+                    host::log(
+                        LogLevel::Error,
+                        &format!("invalid plugin configuration: {e}"),
+                    );
                 }
                 if self.active.is_some() {
-                    log::error!("keeping the last valid configuration");
+                    host::log(LogLevel::Error, "keeping the last valid configuration");
                 }
                 metrics::config_errors(ErrorSource::Plugin, 1);
                 false
@@ -224,19 +232,15 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
+    fn create_stream(&self) -> Request {
+        Request {
             active: self.active.clone(),
             decided: None,
             set_cookie: None,
             started_ns: 0,
             status: None,
             grpc_status: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 
@@ -255,12 +259,13 @@ struct Request {
     grpc_status: Option<&'static str>,
 }
 
-impl Context for Request {}
+/// `Action::Continue`: every callback lets the request go on.
+const CONTINUE: u32 = 0;
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+impl Request {
+    fn on_request_headers(&mut self) -> u32 {
         let Some(active) = &self.active else {
-            return Action::Continue;
+            return CONTINUE;
         };
         let config = &active.config;
         SERVED.set(true);
@@ -272,18 +277,14 @@ impl HttpContext for Request {
         };
 
         let Some(d) = config.decide_on_route(&req, route.as_deref(), &mut HostRandom) else {
-            return Action::Continue;
+            return CONTINUE;
         };
         let Some(policy) = config.policy(d.policy) else {
-            return Action::Continue;
+            return CONTINUE;
         };
         let variant = policy.variant(d.variant).map_or("", |v| v.name());
         // Envoy selects the route again after this edit (ABI 0.2.1 clears the route cache).
-        let _ = host::replace_header(
-            MapType::HttpRequestHeaders,
-            config.variant_header(),
-            variant,
-        );
+        let _ = host::replace_header(MapType::RequestHeaders, config.variant_header(), variant);
 
         active.metrics.request(&d);
         if config.filter_state() {
@@ -311,18 +312,18 @@ impl HttpContext for Request {
         };
         self.decided = Some((d.policy, d.variant));
         self.started_ns = host::now_nanos();
-        Action::Continue
+        CONTINUE
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_response_headers(&mut self) -> u32 {
         let (Some(active), Some(at)) = (&self.active, self.decided) else {
-            return Action::Continue;
+            return CONTINUE;
         };
         let config = &active.config;
         let elapsed_ms = host::now_nanos().saturating_sub(self.started_ns) / 1_000_000;
         active.metrics.response_time(config, at, elapsed_ms);
 
-        let headers = HeaderMap::read(MapType::HttpResponseHeaders);
+        let headers = HeaderMap::read(MapType::ResponseHeaders);
         let mut grpc = false;
         for (k, v) in headers.pairs() {
             match k {
@@ -337,28 +338,28 @@ impl HttpContext for Request {
         }
 
         if let Some(cookie) = self.set_cookie.take() {
-            let _ = host::add_header(MapType::HttpResponseHeaders, "set-cookie", &cookie);
+            let _ = host::add_header(MapType::ResponseHeaders, "set-cookie", &cookie);
         }
         if config.expose_variant() {
             if let Some(variant) = config.policy(at.0).and_then(|p| p.variant(at.1)) {
                 let _ = host::replace_header(
-                    MapType::HttpResponseHeaders,
+                    MapType::ResponseHeaders,
                     config.variant_header(),
                     variant.name(),
                 );
             }
         }
-        Action::Continue
+        CONTINUE
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_response_trailers(&mut self) -> u32 {
         if self.decided.is_some() && self.grpc_status.is_none() {
-            let trailers = HeaderMap::read(MapType::HttpResponseTrailers);
+            let trailers = HeaderMap::read(MapType::ResponseTrailers);
             if let Some((_, v)) = trailers.pairs().find(|(k, _)| *k == b"grpc-status") {
                 self.grpc_status = Some(metrics::grpc_status_name(v));
             }
         }
-        Action::Continue
+        CONTINUE
     }
 
     fn on_log(&mut self) {
@@ -423,7 +424,7 @@ struct HostRequest {
 impl HostRequest {
     fn read() -> HostRequest {
         HostRequest {
-            headers: HeaderMap::read(MapType::HttpRequestHeaders),
+            headers: HeaderMap::read(MapType::RequestHeaders),
             route_name: OnceCell::new(),
             source_address: OnceCell::new(),
         }

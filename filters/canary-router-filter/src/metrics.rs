@@ -8,14 +8,12 @@
 
 use std::cell::RefCell;
 
+use crate::host::{self, MetricType};
 use canary_router::stats::{
     self, tagged_name, ErrorSource, CODE_CLASS, CONFIG_ERRORS_TOTAL, GRPC_STATUS, POLICY, REASON,
     REQUESTS_TOTAL, RESPONSES_TOTAL, RESPONSE_TIME_MS, SOURCE, VARIANT, WEIGHT,
 };
 use canary_router::{Config, Decision, Reason};
-use proxy_wasm::types::MetricType;
-
-use crate::host;
 
 /// A metric id: `None` until defined, then what the host answered.
 type Id = Option<Option<u32>>;

@@ -1,0 +1,156 @@
+//! The proxy-wasm ABI 0.2.1 entry points this filter needs, and the contexts behind them.
+//!
+//! Envoy (through proxy-wasm-cpp-host) calls an export only if the module has it; an HTTP
+//! callback the module lacks is a `Continue`. So the module exports just what it uses: context
+//! creation and deletion, configure, tick, request headers, response headers and trailers, log,
+//! and the allocator the host hands buffers through. This replaces the proxy-wasm Rust SDK's
+//! dispatcher, whose trait objects put every default callback and host-call wrapper of the SDK
+//! into the module (about 60 KB of a 160 KB budget; see BENCHMARKS.md) and whose per-callback
+//! lookups cost instructions on every request.
+//!
+//! Contexts: root contexts (one per plugin in this VM, parent id 0) and HTTP stream contexts
+//! (parent: their root), each created on `proxy_on_context_create` and dropped on
+//! `proxy_on_delete`. A callback for an unknown context, or one arriving while the same table
+//! is in use (the host never does this), does nothing and answers `Continue`.
+
+use std::cell::RefCell;
+
+use hashbrown::HashMap;
+
+use crate::{Request, Root};
+
+/// `Action::Continue` of the ABI.
+const CONTINUE: u32 = 0;
+
+thread_local! {
+    /// Root contexts by id: a VM usually serves one plugin.
+    static ROOTS: RefCell<Vec<(u32, Root)>> = const { RefCell::new(Vec::new()) };
+    /// HTTP stream contexts by id.
+    static STREAMS: RefCell<HashMap<u32, Request>> = RefCell::new(HashMap::new());
+}
+
+/// The ABI version marker the host looks for.
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// WASI reactor initialisation (the host calls it once after instantiation).
+#[no_mangle]
+pub extern "C" fn _initialize() {}
+
+/// The host allocates the buffers it returns (headers, properties) in module memory through
+/// this; host.rs takes them back with `Vec::from_raw_parts(ptr, size, size)`.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut buf: Vec<u8> = Vec::with_capacity(size);
+    let ptr = buf.as_mut_ptr();
+    std::mem::forget(buf);
+    ptr
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
+    if parent_id == 0 {
+        ROOTS.with(|roots| {
+            if let Ok(mut roots) = roots.try_borrow_mut() {
+                roots.push((context_id, Root::new()));
+            }
+        });
+        return;
+    }
+    let stream = ROOTS.with(|roots| {
+        let roots = roots.try_borrow().ok()?;
+        let (_, root) = roots.iter().find(|(id, _)| *id == parent_id)?;
+        Some(root.create_stream())
+    });
+    if let Some(stream) = stream {
+        STREAMS.with(|streams| {
+            if let Ok(mut streams) = streams.try_borrow_mut() {
+                streams.insert(context_id, stream);
+            }
+        });
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_context_id: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(context_id: u32, plugin_configuration_size: usize) -> u32 {
+    with_root(context_id, false, |root| {
+        root.on_configure(plugin_configuration_size)
+    }) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(context_id: u32) {
+    with_root(context_id, (), Root::on_tick);
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
+    with_stream(context_id, CONTINUE, Request::on_request_headers)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
+    with_stream(context_id, CONTINUE, Request::on_response_headers)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) -> u32 {
+    with_stream(context_id, CONTINUE, Request::on_response_trailers)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(context_id: u32) {
+    with_stream(context_id, (), Request::on_log);
+}
+
+/// Streams and roots are done at once (nothing asynchronous to finish).
+#[no_mangle]
+pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context_id: u32) {
+    // The stream (or root) is dropped after the table is released: dropping the last reference
+    // to a replaced configuration flushes its counters through host calls.
+    let stream = STREAMS.with(|s| s.try_borrow_mut().ok()?.remove(&context_id));
+    if stream.is_some() {
+        drop(stream);
+        return;
+    }
+    let root = ROOTS.with(|roots| {
+        let mut roots = roots.try_borrow_mut().ok()?;
+        let i = roots.iter().position(|(id, _)| *id == context_id)?;
+        Some(roots.swap_remove(i))
+    });
+    drop(root);
+}
+
+fn with_root<T>(context_id: u32, default: T, f: impl FnOnce(&mut Root) -> T) -> T {
+    ROOTS.with(|roots| {
+        let Ok(mut roots) = roots.try_borrow_mut() else {
+            return default;
+        };
+        match roots.iter_mut().find(|(id, _)| *id == context_id) {
+            Some((_, root)) => f(root),
+            None => default,
+        }
+    })
+}
+
+fn with_stream<T>(context_id: u32, default: T, f: impl FnOnce(&mut Request) -> T) -> T {
+    STREAMS.with(|streams| {
+        let Ok(mut streams) = streams.try_borrow_mut() else {
+            return default;
+        };
+        match streams.get_mut(&context_id) {
+            Some(stream) => f(stream),
+            None => default,
+        }
+    })
+}
