@@ -29,3 +29,6 @@ export CANARY_ROUTER_BIN="$ROOT/target/debug/canary-router"
 
 log "integration tests: real Envoy $("$(envoy_bin)" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"
 "$VENV/bin/python" -m pytest "$ROOT/tests" -q -p no:cacheprovider "$@"
+
+log "benchmark harness smoke run (scripts/bench.sh --quick; no timing assertions)"
+"$ROOT/scripts/bench.sh" --quick

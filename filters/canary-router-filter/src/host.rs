@@ -149,6 +149,48 @@ impl HeaderMap {
     }
 }
 
+/// Where one pair of a [`HeaderMap`] lies in its buffer.
+#[derive(Clone, Copy)]
+pub struct PairAt {
+    pub name_len: usize,
+    name_start: usize,
+    value_start: usize,
+    value_len: usize,
+}
+
+impl HeaderMap {
+    /// The position of every pair, for repeated lookups.
+    pub fn index(&self) -> Vec<PairAt> {
+        let mut out = Vec::with_capacity(read_u32(&self.buf, 0).unwrap_or(0).min(256) as usize);
+        let mut pairs = self.pairs();
+        loop {
+            let data = pairs.data;
+            let Some((name, value)) = pairs.next() else {
+                break;
+            };
+            out.push(PairAt {
+                name_len: name.len(),
+                name_start: data,
+                value_start: data + name.len() + 1,
+                value_len: value.len(),
+            });
+        }
+        out
+    }
+
+    pub fn name(&self, at: &PairAt) -> &[u8] {
+        self.buf
+            .get(at.name_start..at.name_start + at.name_len)
+            .unwrap_or_default()
+    }
+
+    pub fn value(&self, at: &PairAt) -> &[u8] {
+        self.buf
+            .get(at.value_start..at.value_start + at.value_len)
+            .unwrap_or_default()
+    }
+}
+
 pub struct Pairs<'a> {
     buf: &'a [u8],
     count: u32,

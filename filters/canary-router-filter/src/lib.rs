@@ -417,14 +417,21 @@ impl Random for HostRandom {
 /// address read only if the decision asks for them.
 struct HostRequest {
     headers: HeaderMap,
+    /// Where each pair lies in `headers`, parsed once: a decision looks up several headers
+    /// (rules, sticky keys, host, path), and each lookup then scans this table, not the
+    /// serialized map.
+    index: Vec<host::PairAt>,
     route_name: OnceCell<Option<String>>,
     source_address: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
     fn read() -> HostRequest {
+        let headers = HeaderMap::read(MapType::RequestHeaders);
+        let index = headers.index();
         HostRequest {
-            headers: HeaderMap::read(MapType::RequestHeaders),
+            headers,
+            index,
             route_name: OnceCell::new(),
             source_address: OnceCell::new(),
         }
@@ -433,11 +440,12 @@ impl HostRequest {
 
 impl RequestView for HostRequest {
     fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .pairs()
-            .filter(move |(k, _)| *k == name.as_bytes())
+        let name = name.as_bytes();
+        self.index
+            .iter()
+            .filter(move |at| at.name_len == name.len() && self.headers.name(at) == name)
             // A value that is not UTF-8 is treated as absent.
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .filter_map(|at| std::str::from_utf8(self.headers.value(at)).ok())
     }
 
     fn route_name(&self) -> Option<&str> {
