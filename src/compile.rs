@@ -5,12 +5,14 @@
 //! The per-request path ([`crate::decide`]) only reads this structure.
 
 use crate::config::{
-    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRule, RawVariant, DEFAULT_VARIANT_HEADER,
+    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRamp, RawRule, RawVariant,
+    DEFAULT_VARIANT_HEADER,
 };
 use crate::error::{ConfigError, ConfigErrors, Errors};
 use crate::index::PolicyIndex;
 use crate::json::{quote, FixedError};
 use crate::overrides::{apply_node_overrides, Environment};
+use crate::ramp::{parse_rfc3339, Ramp, RampForm};
 use crate::BUCKETS;
 
 /// Largest configuration document accepted, in bytes.
@@ -96,9 +98,24 @@ pub struct Policy {
     pub(crate) keys: Vec<Key>,
     pub(crate) cookie: Option<StickyCookie>,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) ramp: Option<Ramp>,
 }
 
 impl Policy {
+    /// The policy's scheduled ramp, if any.
+    pub fn ramp(&self) -> Option<&Ramp> {
+        self.ramp.as_ref()
+    }
+
+    /// The split in force at unix time `now` (seconds): the configured split (with node
+    /// overrides) with the ramp applied once it has started.
+    pub fn split_at(&self, now: i64) -> Split {
+        self.ramp
+            .as_ref()
+            .and_then(|r| r.apply(&self.split, now))
+            .unwrap_or_else(|| self.split.clone())
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -469,6 +486,11 @@ fn compile_policy(
         .filter_map(|(j, r)| compile_rule(r, &variants, &format!("{path}.rules[{j}]"), env, errs))
         .collect();
 
+    let ramp = p
+        .ramp
+        .as_ref()
+        .and_then(|r| compile_ramp(r, &variants, &weights, &format!("{path}.ramp"), errs));
+
     if errs.len() != before {
         return None;
     }
@@ -484,6 +506,111 @@ fn compile_policy(
         keys,
         cookie,
         rules,
+        ramp,
+    })
+}
+
+/// Checks a ramp: its variant exists and is not the last (which takes the remainder), exactly
+/// one form is given, every weight is a percentage with at most two decimals that leaves the
+/// other variants their weights.
+fn compile_ramp(
+    r: &RawRamp,
+    variants: &[Variant],
+    weights: &[u16],
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Ramp> {
+    let before = errs.len();
+    let variant = variants.iter().position(|v| v.name == r.variant);
+    let last = variants.len().saturating_sub(1);
+    match variant {
+        None if !variants.is_empty() => errs.push(
+            format!("{path}.variant"),
+            format!(
+                "unknown variant {}; the policy has {}",
+                quote(&r.variant),
+                quote_list(variants.iter().map(|v| v.name.as_str()))
+            ),
+        ),
+        Some(i) if i == last => errs.push(
+            format!("{path}.variant"),
+            "the last variant takes the remainder; ramp another one",
+        ),
+        // Buckets are laid out in variant order: a variant between the ramped one and the
+        // last would shift as the ramp moves, and its users with it.
+        Some(i) if i + 1 != last => errs.push(
+            format!("{path}.variant"),
+            format!(
+                "list the ramped variant just before the last one ({}), so that the variants \
+                 between do not shift as the ramp moves",
+                quote(variants.get(last).map_or("", |v| v.name.as_str()))
+            ),
+        ),
+        _ => {}
+    }
+    // What the other variants (but the last) keep.
+    let fixed = crate::ramp::fixed_weight(weights, variant.unwrap_or(usize::MAX));
+    let room = u32::from(BUCKETS).saturating_sub(fixed);
+    let weight = |text: &str, at: String, errs: &mut Errors| -> u16 {
+        match weight_bp(text) {
+            Ok(bp) if u32::from(bp) <= room => bp,
+            Ok(_) => {
+                errs.push(
+                    at,
+                    format!(
+                        "weight {text} leaves no room for the other variants' {}",
+                        format_percent(fixed)
+                    ),
+                );
+                0
+            }
+            Err(m) => {
+                errs.push(at, m);
+                0
+            }
+        }
+    };
+    let start = parse_rfc3339(&r.start).unwrap_or_else(|m| {
+        errs.push(format!("{path}.start"), m);
+        0
+    });
+    let form = match (&r.steps, r.step_seconds, &r.from, &r.to, r.duration_seconds) {
+        (Some(steps), Some(step_seconds), None, None, None) => {
+            if steps.is_empty() {
+                errs.push(format!("{path}.steps"), "must list at least one weight");
+            }
+            RampForm::Steps {
+                steps: steps
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w)| weight(w, format!("{path}.steps[{j}]"), errs))
+                    .collect(),
+                step_seconds,
+            }
+        }
+        (None, None, Some(from), Some(to), Some(duration)) => RampForm::Linear {
+            from: weight(from, format!("{path}.from"), errs),
+            to: weight(to, format!("{path}.to"), errs),
+            duration,
+        },
+        _ => {
+            errs.push(
+                path,
+                "set either \"steps\" and \"step_seconds\", or \"from\", \"to\" and \"duration_seconds\"",
+            );
+            return None;
+        }
+    };
+    if r.step_seconds == Some(0) || r.duration_seconds == Some(0) {
+        errs.push(path, "a ramp's seconds must be at least 1");
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(Ramp {
+        variant: variant?,
+        start,
+        form,
     })
 }
 

@@ -36,6 +36,22 @@ pub struct RawPolicy {
     pub variants: Vec<RawVariant>,
     pub sticky: Option<RawSticky>,
     pub rules: Vec<RawRule>,
+    pub ramp: Option<RawRamp>,
+}
+
+/// A scheduled ramp of one variant's weight: `steps` + `step_seconds`, or `from` + `to` +
+/// `duration_seconds`.
+#[derive(Debug, Clone, Default)]
+pub struct RawRamp {
+    pub variant: String,
+    /// RFC 3339 time.
+    pub start: String,
+    /// Weights (percent, as written) of successive periods.
+    pub steps: Option<Vec<String>>,
+    pub step_seconds: Option<u64>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub duration_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -181,9 +197,9 @@ fn number(v: &Value, path: &str, errs: &mut Errors) -> Option<String> {
 
 fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
     match v {
-        Value::Number(n) if json::is_integer(n) => match n.parse() {
-            Ok(n) => Some(n),
-            Err(_) => {
+        Value::Number(n) if json::is_integer(n) => match json::parse_decimal(n.as_bytes()) {
+            Some(n) => Some(n),
+            None => {
                 errs.push(
                     path,
                     format!("invalid value: {}, expected u64", v.describe()),
@@ -327,6 +343,7 @@ impl RawPolicy {
             "variants",
             "sticky",
             "rules",
+            "ramp",
         ];
         object(
             v,
@@ -343,10 +360,43 @@ impl RawPolicy {
                 5 => set(&mut p.trust_incoming, boolean(v, path, errs)),
                 6 => set(&mut p.variants, list(v, path, errs, RawVariant::decode)),
                 7 => p.sticky = opt(v, path, errs, RawSticky::decode),
-                _ => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
+                8 => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
+                _ => p.ramp = opt(v, path, errs, RawRamp::decode),
             },
         )?;
         Some(p)
+    }
+}
+
+impl RawRamp {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawRamp> {
+        let mut r = RawRamp::default();
+        let fields = [
+            "variant",
+            "start",
+            "steps",
+            "step_seconds",
+            "from",
+            "to",
+            "duration_seconds",
+        ];
+        object(
+            v,
+            path,
+            &fields,
+            &[0, 1],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut r.variant, string(v, path, errs)),
+                1 => set(&mut r.start, string(v, path, errs)),
+                2 => r.steps = opt(v, path, errs, |v, path, errs| list(v, path, errs, number)),
+                3 => r.step_seconds = opt(v, path, errs, unsigned),
+                4 => r.from = opt(v, path, errs, number),
+                5 => r.to = opt(v, path, errs, number),
+                _ => r.duration_seconds = opt(v, path, errs, unsigned),
+            },
+        )?;
+        Some(r)
     }
 }
 

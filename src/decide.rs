@@ -137,6 +137,19 @@ impl Config {
         route: Option<&RouteOverride>,
         rng: &mut impl Random,
     ) -> Option<Decision> {
+        self.decide_live(req, route, &[], rng)
+    }
+
+    /// [`Config::decide_on_route`] with the splits in force now (`live[i]` for policy `i`, from
+    /// [`Config::live_splits`]; a missing entry means the configured split): how ramps reach the
+    /// decision. Route weights still win.
+    pub fn decide_live<R: RequestView>(
+        &self,
+        req: &R,
+        route: Option<&RouteOverride>,
+        live: &[Split],
+        rng: &mut impl Random,
+    ) -> Option<Decision> {
         let index = match route.and_then(RouteOverride::policy) {
             Some(index) => index,
             None => self.find_policy(req)?,
@@ -144,8 +157,23 @@ impl Config {
         let policy = self.policies.get(index)?;
         let split = route
             .and_then(|r| r.split_for(index))
+            .or_else(|| live.get(index))
             .unwrap_or(&policy.split);
         Some(policy.decide(index, split, &self.variant_header, req, rng))
+    }
+
+    /// Every policy's split at unix time `now` (seconds), for [`Config::decide_live`].
+    pub fn live_splits(&self, now: i64) -> Vec<Split> {
+        let mut out = Vec::with_capacity(self.policies.len());
+        for p in &self.policies {
+            out.push(p.split_at(now));
+        }
+        out
+    }
+
+    /// Whether some policy has a ramp (the caller then refreshes [`Config::live_splits`]).
+    pub fn has_ramps(&self) -> bool {
+        self.policies.iter().any(|p| p.ramp.is_some())
     }
 }
 

@@ -82,6 +82,23 @@ pub(crate) fn is_integer(n: &str) -> bool {
     !n.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
+/// ASCII decimal digits (at least one, nothing else) as a number; `None` on overflow. One
+/// parser for every integer the module reads keeps a single copy of the code.
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(v)
+}
+
 /// `s` as a JSON string literal: `"a \"b\""`. Used in error messages instead of `{:?}`.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -430,7 +447,13 @@ pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64,
         Some(i) => (
             body.get(..i).unwrap_or_default(),
             body.get(i + 1..)
-                .and_then(|e| e.strip_prefix('+').unwrap_or(e).parse::<i64>().ok())
+                .and_then(|e| match e.strip_prefix('-') {
+                    Some(neg) => parse_decimal(neg.as_bytes())
+                        .and_then(|v| i64::try_from(v).ok())
+                        .map(|v| -v),
+                    None => parse_decimal(e.strip_prefix('+').unwrap_or(e).as_bytes())
+                        .and_then(|v| i64::try_from(v).ok()),
+                })
                 .ok_or(FixedError::Range)?,
         ),
         None => (body, 0),

@@ -23,6 +23,7 @@ pub mod index;
 pub mod json;
 pub mod overrides;
 pub mod pb;
+pub mod ramp;
 pub mod regex;
 pub mod request;
 pub mod stats;

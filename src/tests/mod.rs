@@ -10,6 +10,7 @@ mod json;
 mod overrides;
 mod parsing;
 mod pb;
+mod ramp;
 mod regex;
 mod stats;
 

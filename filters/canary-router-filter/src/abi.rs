@@ -14,6 +14,7 @@
 //! is in use (the host never does this), does nothing and answers `Continue`.
 
 use std::cell::RefCell;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
 
@@ -26,7 +27,31 @@ thread_local! {
     /// Root contexts by id: a VM usually serves one plugin.
     static ROOTS: RefCell<Vec<(u32, Root)>> = const { RefCell::new(Vec::new()) };
     /// HTTP stream contexts by id.
-    static STREAMS: RefCell<HashMap<u32, Request>> = RefCell::new(HashMap::new());
+    static STREAMS: RefCell<HashMap<u32, Request, IdHash>> =
+        const { RefCell::new(HashMap::with_hasher(IdHash::new())) };
+}
+
+/// Context ids are small integers the host hands out in sequence: a multiplicative hash spreads
+/// them (hashbrown reads the top bits) without a seeded hasher's set-up.
+type IdHash = BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// The ABI version marker the host looks for.

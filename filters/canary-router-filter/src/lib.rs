@@ -22,7 +22,9 @@ use std::rc::Rc;
 use canary_router::index::NameMap;
 use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY, ROUTE_METADATA_NAMESPACE};
 use canary_router::stats::ErrorSource;
-use canary_router::{pb, Config, Environment, Random, RequestView, RouteOverride, SplitMix64};
+use canary_router::{
+    pb, Config, Environment, Random, RequestView, RouteOverride, Split, SplitMix64,
+};
 use host::{HeaderMap, LogLevel, MapType};
 use metrics::Metrics;
 
@@ -38,6 +40,8 @@ struct Active {
     /// Route name → index into `routes`.
     route_names: RefCell<NameMap>,
     routes: RefCell<Vec<RouteEntry>>,
+    /// Each policy's split in force now (ramps applied), refreshed at every tick.
+    live: RefCell<Vec<Split>>,
     metrics: Metrics,
 }
 
@@ -182,7 +186,8 @@ impl Root {
                     );
                 }
                 metrics::config_errors(ErrorSource::Node, config.warnings().len());
-                self.weight_gauges = metrics::set_weights(&config, &self.weight_gauges);
+                let live = config.live_splits(unix_now());
+                self.weight_gauges = metrics::set_weights(&config, &live, &self.weight_gauges);
                 let n = config.policies().len();
                 host::log(
                     LogLevel::Info,
@@ -197,6 +202,7 @@ impl Root {
                     config,
                     route_names: RefCell::new(NameMap::new()),
                     routes: RefCell::new(Vec::new()),
+                    live: RefCell::new(live),
                     metrics,
                 }));
                 host::set_tick_period_ms(TICK_MS);
@@ -223,6 +229,14 @@ impl Root {
             return;
         };
         active.metrics.flush(&active.config);
+        if active.config.has_ramps() {
+            let live = active.config.live_splits(unix_now());
+            if *active.live.borrow() != live {
+                self.weight_gauges =
+                    metrics::set_weights(&active.config, &live, &self.weight_gauges);
+                *active.live.borrow_mut() = live;
+            }
+        }
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks % ROUTE_CACHE_TICKS == 0 {
             active.expire_routes();
@@ -259,6 +273,11 @@ struct Request {
     grpc_status: Option<&'static str>,
 }
 
+/// The host clock as unix seconds (ramps are scheduled by wall-clock time).
+fn unix_now() -> i64 {
+    i64::try_from(host::now_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
+}
+
 /// `Action::Continue`: every callback lets the request go on.
 const CONTINUE: u32 = 0;
 
@@ -276,7 +295,11 @@ impl Request {
             None
         };
 
-        let Some(d) = config.decide_on_route(&req, route.as_deref(), &mut HostRandom) else {
+        let decided = {
+            let live = active.live.borrow();
+            config.decide_live(&req, route.as_deref(), &live, &mut HostRandom)
+        };
+        let Some(d) = decided else {
             return CONTINUE;
         };
         let Some(policy) = config.policy(d.policy) else {

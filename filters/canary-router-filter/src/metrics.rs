@@ -13,7 +13,7 @@ use canary_router::stats::{
     self, tagged_name, ErrorSource, CODE_CLASS, CONFIG_ERRORS_TOTAL, GRPC_STATUS, POLICY, REASON,
     REQUESTS_TOTAL, RESPONSES_TOTAL, RESPONSE_TIME_MS, SOURCE, VARIANT, WEIGHT,
 };
-use canary_router::{Config, Decision, Reason};
+use canary_router::{Config, Decision, Reason, Split};
 
 /// A metric id: `None` until defined, then what the host answered.
 type Id = Option<Option<u32>>;
@@ -158,12 +158,14 @@ fn define(
     host::define_metric(kind, &tagged_name(metric, &labels))
 }
 
-/// Sets `canary_router_weight` for every policy and variant of `config`; a gauge of the
-/// previous configuration that `config` no longer has is set to 0. Returns the gauges set.
-pub fn set_weights(config: &Config, previous: &[String]) -> Vec<String> {
+/// Sets `canary_router_weight` for every policy and variant of `config` from the splits in
+/// force (`live`, with ramps applied); a gauge of the previous configuration that `config` no
+/// longer has is set to 0. Returns the gauges set.
+pub fn set_weights(config: &Config, live: &[Split], previous: &[String]) -> Vec<String> {
     let mut names = Vec::new();
-    for p in config.policies() {
-        for (v, w) in p.variants().iter().zip(p.split().weights_bp()) {
+    for (i, p) in config.policies().iter().enumerate() {
+        let split = live.get(i).unwrap_or(p.split());
+        for (v, w) in p.variants().iter().zip(split.weights_bp()) {
             let name = tagged_name(WEIGHT, &[(POLICY, p.name()), (VARIANT, v.name())]);
             if let Some(id) = host::define_metric(MetricType::Gauge, &name) {
                 host::record_metric(id, u64::from(*w));
