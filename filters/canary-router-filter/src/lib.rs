@@ -42,6 +42,8 @@ struct Active {
     routes: RefCell<Vec<RouteEntry>>,
     /// Each policy's split in force now (ramps applied), refreshed at every tick.
     live: RefCell<Vec<Split>>,
+    /// Whether some policy has a ramp (else `live` never changes).
+    ramps: bool,
     metrics: Metrics,
 }
 
@@ -198,11 +200,13 @@ impl Root {
                     ),
                 );
                 let metrics = Metrics::new(&config);
+                let ramps = config.has_ramps();
                 self.active = Some(Rc::new(Active {
                     config,
                     route_names: RefCell::new(NameMap::new()),
                     routes: RefCell::new(Vec::new()),
                     live: RefCell::new(live),
+                    ramps,
                     metrics,
                 }));
                 host::set_tick_period_ms(TICK_MS);
@@ -229,7 +233,7 @@ impl Root {
             return;
         };
         active.metrics.flush(&active.config);
-        if active.config.has_ramps() {
+        if active.ramps {
             let live = active.config.live_splits(unix_now());
             if *active.live.borrow() != live {
                 self.weight_gauges =

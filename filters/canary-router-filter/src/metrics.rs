@@ -26,6 +26,10 @@ struct Counter {
 
 #[derive(Clone, Default)]
 struct Slot {
+    /// `(policy, variant)` of the slot.
+    at: (usize, usize),
+    /// Listed in `Metrics::dirty` (has pending counts).
+    dirty: bool,
     requests: [Counter; Reason::ALL.len()],
     response_time: Id,
     /// By `(code_class, grpc_status)`; a handful per slot.
@@ -37,6 +41,8 @@ pub struct Metrics {
     /// Index of the first slot of each policy.
     first: Vec<usize>,
     slots: RefCell<Vec<Slot>>,
+    /// Indices of the slots with pending counts.
+    dirty: RefCell<Vec<usize>>,
 }
 
 impl Metrics {
@@ -50,6 +56,7 @@ impl Metrics {
         Metrics {
             first,
             slots: RefCell::new(vec![Slot::default(); n]),
+            dirty: RefCell::new(Vec::new()),
         }
     }
 
@@ -58,6 +65,11 @@ impl Metrics {
             return;
         };
         if let Some(slot) = self.slots.borrow_mut().get_mut(i) {
+            if !slot.dirty {
+                slot.dirty = true;
+                slot.at = at;
+                self.dirty.borrow_mut().push(i);
+            }
             f(slot);
         }
     }
@@ -102,14 +114,18 @@ impl Metrics {
     }
 
     /// Adds the pending counts to Envoy's counters.
+    /// Only slots with pending counts are visited: the cost follows the traffic, not the size
+    /// of the configuration.
     pub fn flush(&self, config: &Config) {
         let mut slots = self.slots.borrow_mut();
-        for (p, first) in self.first.iter().enumerate() {
-            let n = config.policy(p).map_or(0, |p| p.variants().len());
-            for v in 0..n {
-                let Some(slot) = slots.get_mut(first + v) else {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for i in dirty {
+            {
+                let Some(slot) = slots.get_mut(i) else {
                     continue;
                 };
+                slot.dirty = false;
+                let (p, v) = slot.at;
                 for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
                     let labels = [(REASON, reason.as_str())];
                     add(c, || {
