@@ -526,11 +526,7 @@ fn compile_ramp(
     match variant {
         None if !variants.is_empty() => errs.push(
             format!("{path}.variant"),
-            format!(
-                "unknown variant {}; the policy has {}",
-                quote(&r.variant),
-                quote_list(variants.iter().map(|v| v.name.as_str()))
-            ),
+            unknown_variant(&r.variant, variants),
         ),
         Some(i) if i == last => errs.push(
             format!("{path}.variant"),
@@ -690,8 +686,17 @@ pub fn format_percent(bp: u32) -> String {
     }
 }
 
+/// "unknown variant X; the policy has [...]".
+fn unknown_variant(name: &str, variants: &[Variant]) -> String {
+    format!(
+        "unknown variant {}; the policy has {}",
+        quote(name),
+        quote_list(variants.iter().map(|v| v.name.as_str()))
+    )
+}
+
 /// A percentage with at most two decimals (a JSON number as written), as basis points.
-fn weight_bp(w: &str) -> Result<u16, String> {
+pub(crate) fn weight_bp(w: &str) -> Result<u16, String> {
     match crate::json::fixed_point(w, 2, u64::from(BUCKETS)) {
         Ok(bp) => u16::try_from(bp).map_err(|_| String::new()),
         Err(FixedError::Precision) => Err(format!("weight {w} has more than two decimals")),
@@ -876,11 +881,7 @@ fn compile_rule(
     if variant.is_none() && !variants.is_empty() {
         errs.push(
             format!("{path}.variant"),
-            format!(
-                "unknown variant {}; the policy has {}",
-                quote(&r.variant),
-                quote_list(variants.iter().map(|v| v.name.as_str()))
-            ),
+            unknown_variant(&r.variant, variants),
         );
     }
     if r.matches.is_empty() {

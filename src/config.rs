@@ -64,9 +64,7 @@ pub struct RawVariant {
 impl RawVariant {
     /// The weight in basis points, if it is a percentage with at most two decimals.
     pub fn weight_bp(&self) -> Option<u16> {
-        json::fixed_point(&self.weight, 2, 10_000)
-            .ok()
-            .and_then(|bp| u16::try_from(bp).ok())
+        crate::compile::weight_bp(&self.weight).ok()
     }
 }
 

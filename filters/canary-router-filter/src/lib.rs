@@ -17,6 +17,7 @@ mod host;
 mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::io::Write;
 use std::rc::Rc;
 
 use canary_router::index::NameMap;
@@ -40,10 +41,9 @@ struct Active {
     /// Route name → index into `routes`.
     route_names: RefCell<NameMap>,
     routes: RefCell<Vec<RouteEntry>>,
-    /// Each policy's split in force now (ramps applied), refreshed at every tick.
+    /// With ramps: each policy's split in force now, refreshed at every tick. Empty without
+    /// ramps (the configured splits hold).
     live: RefCell<Vec<Split>>,
-    /// Whether some policy has a ramp (else `live` never changes).
-    ramps: bool,
     metrics: Metrics,
 }
 
@@ -69,14 +69,9 @@ impl Active {
     fn route_override(&self, req: &HostRequest) -> Option<Rc<RouteOverride>> {
         let name = req.route_name()?;
         let at = self.route_names.borrow().get(name).copied();
-        if let Some(entry) = at.and_then(|i| {
-            self.routes
-                .borrow()
-                .get(i as usize)
-                .map(|e| (e.fresh, e.compiled.clone()))
-        }) {
-            if entry.0 {
-                return entry.1;
+        if let Some(i) = at {
+            if let Some(entry) = self.routes.borrow().get(i as usize).filter(|e| e.fresh) {
+                return entry.compiled.clone();
             }
         }
         let path = format!("route[{name}].filter_metadata.{ROUTE_METADATA_NAMESPACE}");
@@ -165,9 +160,7 @@ impl Root {
             labels,
         }
     }
-}
 
-impl Root {
     fn new() -> Root {
         Root {
             active: None,
@@ -188,7 +181,11 @@ impl Root {
                     );
                 }
                 metrics::config_errors(ErrorSource::Node, config.warnings().len());
-                let live = config.live_splits(unix_now());
+                let live = if config.has_ramps() {
+                    config.live_splits(unix_now())
+                } else {
+                    Vec::new()
+                };
                 self.weight_gauges = metrics::set_weights(&config, &live, &self.weight_gauges);
                 let n = config.policies().len();
                 host::log(
@@ -200,13 +197,11 @@ impl Root {
                     ),
                 );
                 let metrics = Metrics::new(&config);
-                let ramps = config.has_ramps();
                 self.active = Some(Rc::new(Active {
                     config,
                     route_names: RefCell::new(NameMap::new()),
                     routes: RefCell::new(Vec::new()),
                     live: RefCell::new(live),
-                    ramps,
                     metrics,
                 }));
                 host::set_tick_period_ms(TICK_MS);
@@ -233,7 +228,7 @@ impl Root {
             return;
         };
         active.metrics.flush(&active.config);
-        if active.ramps {
+        if !active.live.borrow().is_empty() {
             let live = active.config.live_splits(unix_now());
             if *active.live.borrow() != live {
                 self.weight_gauges =
@@ -316,20 +311,18 @@ impl Request {
         active.metrics.request(&d);
         if config.filter_state() {
             // For access logs: %FILTER_STATE(wasm.canary_router:PLAIN)% = "policy variant reason".
-            let mut buf = [0u8; 160]; // names are at most 64 bytes, reasons 13
-            let mut len = 0;
-            for (i, part) in [policy.name(), variant, d.reason.as_str()]
-                .iter()
-                .enumerate()
-            {
-                let sep: &[u8] = if i == 0 { b"" } else { b" " };
-                for b in sep.iter().chain(part.as_bytes()) {
-                    if let Some(slot) = buf.get_mut(len) {
-                        *slot = *b;
-                        len += 1;
-                    }
-                }
+            // On the stack: names are at most 64 bytes, reasons 13.
+            let mut buf = [0u8; 160];
+            let mut w = &mut buf[..];
+            for (sep, part) in [
+                ("", policy.name()),
+                (" ", variant),
+                (" ", d.reason.as_str()),
+            ] {
+                let _ = w.write_all(sep.as_bytes());
+                let _ = w.write_all(part.as_bytes());
             }
+            let len = 160 - w.len();
             host::set_property(b"canary_router", buf.get(..len).unwrap_or_default());
         }
 

@@ -48,26 +48,31 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(config: &Config) -> Metrics {
         let mut first = Vec::with_capacity(config.policies().len());
-        let mut n = 0;
-        for p in config.policies() {
-            first.push(n);
-            n += p.variants().len();
+        let mut slots = Vec::new();
+        for (p, policy) in config.policies().iter().enumerate() {
+            first.push(slots.len());
+            for v in 0..policy.variants().len() {
+                slots.push(Slot {
+                    at: (p, v),
+                    ..Slot::default()
+                });
+            }
         }
         Metrics {
             first,
-            slots: RefCell::new(vec![Slot::default(); n]),
+            slots: RefCell::new(slots),
             dirty: RefCell::new(Vec::new()),
         }
     }
 
-    fn with_slot(&self, at: (usize, usize), f: impl FnOnce(&mut Slot)) {
+    /// Runs `f` on the slot of `at`; `pending`: `f` adds counts for the next flush.
+    fn with_slot(&self, at: (usize, usize), pending: bool, f: impl FnOnce(&mut Slot)) {
         let Some(i) = self.first.get(at.0).map(|first| first + at.1) else {
             return;
         };
         if let Some(slot) = self.slots.borrow_mut().get_mut(i) {
-            if !slot.dirty {
+            if pending && !slot.dirty {
                 slot.dirty = true;
-                slot.at = at;
                 self.dirty.borrow_mut().push(i);
             }
             f(slot);
@@ -75,7 +80,7 @@ impl Metrics {
     }
 
     pub fn request(&self, d: &Decision) {
-        self.with_slot((d.policy, d.variant), |slot| {
+        self.with_slot((d.policy, d.variant), true, |slot| {
             if let Some(c) = slot.requests.get_mut(d.reason as usize) {
                 c.pending = c.pending.saturating_add(1);
             }
@@ -83,7 +88,7 @@ impl Metrics {
     }
 
     pub fn response(&self, at: (usize, usize), class: &'static str, grpc: &'static str) {
-        self.with_slot(at, |slot| {
+        self.with_slot(at, true, |slot| {
             match slot
                 .responses
                 .iter_mut()
@@ -103,7 +108,7 @@ impl Metrics {
     }
 
     pub fn response_time(&self, config: &Config, at: (usize, usize), ms: u64) {
-        self.with_slot(at, |slot| {
+        self.with_slot(at, false, |slot| {
             let id = *slot.response_time.get_or_insert_with(|| {
                 define(config, at, MetricType::Histogram, RESPONSE_TIME_MS, &[])
             });
@@ -113,37 +118,27 @@ impl Metrics {
         });
     }
 
-    /// Adds the pending counts to Envoy's counters.
-    /// Only slots with pending counts are visited: the cost follows the traffic, not the size
-    /// of the configuration.
+    /// Adds the pending counts to Envoy's counters. Only slots with pending counts are
+    /// visited: the cost follows the traffic, not the size of the configuration.
     pub fn flush(&self, config: &Config) {
         let mut slots = self.slots.borrow_mut();
-        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
-        for i in dirty {
-            {
-                let Some(slot) = slots.get_mut(i) else {
-                    continue;
-                };
-                slot.dirty = false;
-                let (p, v) = slot.at;
-                for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
-                    let labels = [(REASON, reason.as_str())];
-                    add(c, || {
-                        define(config, (p, v), MetricType::Counter, REQUESTS_TOTAL, &labels)
-                    });
-                }
-                for (class, grpc, c) in &mut slot.responses {
-                    let labels = [(CODE_CLASS, *class), (GRPC_STATUS, *grpc)];
-                    add(c, || {
-                        define(
-                            config,
-                            (p, v),
-                            MetricType::Counter,
-                            RESPONSES_TOTAL,
-                            &labels,
-                        )
-                    });
-                }
+        for i in self.dirty.borrow_mut().drain(..) {
+            let Some(slot) = slots.get_mut(i) else {
+                continue;
+            };
+            slot.dirty = false;
+            let at = slot.at;
+            for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
+                let labels = [(REASON, reason.as_str())];
+                add(c, || {
+                    define(config, at, MetricType::Counter, REQUESTS_TOTAL, &labels)
+                });
+            }
+            for (class, grpc, c) in &mut slot.responses {
+                let labels = [(CODE_CLASS, *class), (GRPC_STATUS, *grpc)];
+                add(c, || {
+                    define(config, at, MetricType::Counter, RESPONSES_TOTAL, &labels)
+                });
             }
         }
     }
