@@ -5,10 +5,11 @@
 //! The per-request path ([`crate::decide`]) only reads this structure.
 
 use crate::config::{
-    RawConfig, RawCookie, RawKey, RawMatch, RawPolicy, RawRamp, RawRule, RawVariant,
-    DEFAULT_VARIANT_HEADER,
+    RawConfig, RawCookie, RawGuard, RawKey, RawMatch, RawNotify, RawPolicy, RawRamp, RawRule,
+    RawVariant, DEFAULT_VARIANT_HEADER,
 };
 use crate::error::{ConfigError, ConfigErrors, Errors};
+use crate::guard::{Guard, Notify, MAX_WINDOW_SECONDS};
 use crate::index::PolicyIndex;
 use crate::json::{quote, FixedError};
 use crate::overrides::{apply_node_overrides, Environment};
@@ -30,6 +31,8 @@ pub struct Config {
     pub(crate) policies: Vec<Policy>,
     pub(crate) index: PolicyIndex,
     pub(crate) warnings: Vec<ConfigError>,
+    /// Identifies the configuration document and node metadata it was compiled from.
+    pub(crate) fingerprint: u64,
 }
 
 impl Config {
@@ -40,7 +43,25 @@ impl Config {
 
     /// Parses and compiles a JSON plugin configuration for a proxy with node metadata `env`.
     pub fn from_json_in(bytes: &[u8], env: &Environment) -> Result<Config, ConfigErrors> {
-        compile_in(&parse_json(bytes)?, env)
+        let mut config = compile_in(&parse_json(bytes)?, env)?;
+        let mut h = xxhash_rust::xxh3::xxh3_64(bytes);
+        let mut mix = |part: &[u8]| {
+            h = xxhash_rust::xxh3::xxh3_64_with_seed(part, h);
+        };
+        mix(env.node_overrides.as_deref().unwrap_or_default().as_bytes());
+        for (k, v) in &env.labels {
+            mix(k.as_bytes());
+            mix(v.as_bytes());
+        }
+        config.fingerprint = h;
+        Ok(config)
+    }
+
+    /// A hash of the configuration document and the node metadata it was compiled with: equal
+    /// on every worker of a proxy that runs the same configuration, different after a change.
+    /// Guards key their shared state by it, so a new configuration starts them afresh.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Problems in node metadata overrides: each disabled its own override; the configuration
@@ -99,12 +120,18 @@ pub struct Policy {
     pub(crate) cookie: Option<StickyCookie>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) ramp: Option<Ramp>,
+    pub(crate) guard: Option<Guard>,
 }
 
 impl Policy {
     /// The policy's scheduled ramp, if any.
     pub fn ramp(&self) -> Option<&Ramp> {
         self.ramp.as_ref()
+    }
+
+    /// The policy's guard, if any.
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
     }
 
     /// The split in force at unix time `now` (seconds): the configured split (with node
@@ -169,6 +196,8 @@ pub struct Split {
     weights_bp: Vec<u16>,
     ends: Vec<u16>,
     enabled: bool,
+    /// `(from, to)`: a tripped guard sends variant `from`'s requests to `to`.
+    divert: Option<(usize, usize)>,
 }
 
 impl Split {
@@ -186,7 +215,30 @@ impl Split {
             weights_bp,
             ends,
             enabled,
+            divert: None,
         }
+    }
+
+    /// This split with variant `from`'s requests sent to `to` (a tripped guard): the weights
+    /// show `from`'s weight moved to `to`, the buckets stay where they are, so no other user
+    /// moves and `from`'s users come back to it when the guard re-arms.
+    pub fn diverted(&self, from: usize, to: usize) -> Split {
+        let mut weights_bp = self.weights_bp.clone();
+        let moved = weights_bp.get_mut(from).map(std::mem::take).unwrap_or(0);
+        if let Some(w) = weights_bp.get_mut(to) {
+            *w = w.saturating_add(moved);
+        }
+        Split {
+            weights_bp,
+            ends: self.ends.clone(),
+            enabled: self.enabled,
+            divert: Some((from, to)),
+        }
+    }
+
+    /// `(from, to)` when a tripped guard diverts a variant.
+    pub fn divert(&self) -> Option<(usize, usize)> {
+        self.divert
     }
 
     /// Weight of each variant in basis points (10 % is 1000), in variant order.
@@ -383,6 +435,7 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
         policies,
         index,
         warnings,
+        fingerprint: 0,
     })
 }
 
@@ -491,6 +544,11 @@ fn compile_policy(
         .as_ref()
         .and_then(|r| compile_ramp(r, &variants, &weights, &format!("{path}.ramp"), errs));
 
+    let guard = p
+        .guard
+        .as_ref()
+        .and_then(|g| compile_guard(g, &variants, &format!("{path}.guard"), errs));
+
     if errs.len() != before {
         return None;
     }
@@ -507,6 +565,143 @@ fn compile_policy(
         cookie,
         rules,
         ramp,
+        guard,
+    })
+}
+
+/// Checks a guard: its variant and baseline exist and differ, at least one limit is set, and
+/// every number is in range. Defaults: the last variant as baseline, a 10 s window, 20
+/// requests, a 300 s hold.
+fn compile_guard(
+    g: &RawGuard,
+    variants: &[Variant],
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Guard> {
+    let before = errs.len();
+    let find = |name: &str, field: &str, errs: &mut Errors| {
+        let i = variants.iter().position(|v| v.name == name);
+        if i.is_none() && !variants.is_empty() {
+            errs.push(format!("{path}.{field}"), unknown_variant(name, variants));
+        }
+        i
+    };
+    let variant = find(&g.variant, "variant", errs);
+    let baseline = match &g.baseline {
+        Some(b) => find(b, "baseline", errs),
+        None => variants.len().checked_sub(1),
+    };
+    if variant.is_some() && variant == baseline {
+        errs.push(
+            format!("{path}.baseline"),
+            format!(
+                "the baseline must be another variant than {}",
+                quote(&g.variant)
+            ),
+        );
+    }
+    let ranged = |v: Option<u64>, default: u64, max: u64, field: &str, errs: &mut Errors| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > max {
+            errs.push(
+                format!("{path}.{field}"),
+                format!("{v} is out of range; expected 1 to {max}"),
+            );
+        }
+        u32::try_from(v).unwrap_or_default()
+    };
+    let window_seconds = ranged(
+        g.window_seconds,
+        10,
+        MAX_WINDOW_SECONDS,
+        "window_seconds",
+        errs,
+    );
+    let hold_seconds = ranged(g.hold_seconds, 300, 86_400, "hold_seconds", errs);
+    let min_requests = ranged(g.min_requests, 20, 1_000_000, "min_requests", errs);
+    let max_p99_ms = g
+        .max_p99_ms
+        .map(|v| ranged(Some(v), v, 3_600_000, "max_p99_ms", errs));
+    let max_failure_ppm = g.max_failure_rate.as_ref().map(|text| {
+        match crate::json::fixed_point(text, 6, 1_000_000) {
+            Ok(ppm) => u32::try_from(ppm).unwrap_or_default(),
+            Err(e) => {
+                errs.push(
+                    format!("{path}.max_failure_rate"),
+                    match e {
+                        FixedError::Precision => format!("{text} has more than six decimals"),
+                        FixedError::Range => {
+                            format!("{text} must be a fraction from 0 to 1 (0.05 is 5 %)")
+                        }
+                    },
+                );
+                0
+            }
+        }
+    });
+    if max_failure_ppm.is_none() && max_p99_ms.is_none() {
+        errs.push(
+            path,
+            "set \"max_failure_rate\", \"max_p99_ms\" or both; a guard without a limit never trips",
+        );
+    }
+    let notify = g
+        .notify
+        .as_ref()
+        .and_then(|n| compile_notify(n, &format!("{path}.notify"), errs));
+    if errs.len() != before {
+        return None;
+    }
+    Some(Guard {
+        variant: variant?,
+        baseline: baseline?,
+        window_seconds,
+        min_requests,
+        max_failure_ppm,
+        max_p99_ms,
+        hold_seconds,
+        notify,
+    })
+}
+
+fn compile_notify(n: &RawNotify, path: &str, errs: &mut Errors) -> Option<Notify> {
+    let before = errs.len();
+    if n.cluster.is_empty() {
+        errs.push(format!("{path}.cluster"), "must name an Envoy cluster");
+    }
+    if !n.path.starts_with('/') {
+        errs.push(
+            format!("{path}.path"),
+            format!("{} must start with '/'", quote(&n.path)),
+        );
+    }
+    let timeout_ms = n.timeout_ms.unwrap_or(5000);
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        errs.push(
+            format!("{path}.timeout_ms"),
+            format!("{timeout_ms} is out of range; expected 1 to 60000"),
+        );
+    }
+    let mut headers = Vec::new();
+    for (name, value) in n.headers.iter().flatten() {
+        match header_name(name) {
+            Ok(_) if value.bytes().any(|b| b < b' ' && b != b'\t') => errs.push(
+                format!("{path}.headers.{name}"),
+                "header value must not contain control characters",
+            ),
+            Ok(h) => headers.push((h, value.clone())),
+            Err(m) => errs.push(format!("{path}.headers.{name}"), m),
+        }
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(Notify {
+        cluster: n.cluster.clone(),
+        authority: n.authority.clone().unwrap_or_else(|| n.cluster.clone()),
+        path: n.path.clone(),
+        timeout_ms: u32::try_from(timeout_ms).unwrap_or_default(),
+        headers,
     })
 }
 

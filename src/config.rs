@@ -37,6 +37,34 @@ pub struct RawPolicy {
     pub sticky: Option<RawSticky>,
     pub rules: Vec<RawRule>,
     pub ramp: Option<RawRamp>,
+    pub guard: Option<RawGuard>,
+}
+
+/// A guard that holds a failing variant off: see [`crate::guard`].
+#[derive(Debug, Clone, Default)]
+pub struct RawGuard {
+    pub variant: String,
+    /// Default: the last variant.
+    pub baseline: Option<String>,
+    pub window_seconds: Option<u64>,
+    pub min_requests: Option<u64>,
+    /// A fraction (`0.05` is 5 %), as written.
+    pub max_failure_rate: Option<String>,
+    pub max_p99_ms: Option<u64>,
+    pub hold_seconds: Option<u64>,
+    pub notify: Option<RawNotify>,
+}
+
+/// Where a guard posts its trip and re-arm messages.
+#[derive(Debug, Clone, Default)]
+pub struct RawNotify {
+    /// The Envoy cluster the POST goes through.
+    pub cluster: String,
+    pub path: String,
+    /// Default: the cluster name.
+    pub authority: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 /// A scheduled ramp of one variant's weight: `steps` + `step_seconds`, or `from` + `to` +
@@ -342,6 +370,7 @@ impl RawPolicy {
             "sticky",
             "rules",
             "ramp",
+            "guard",
         ];
         object(
             v,
@@ -359,7 +388,8 @@ impl RawPolicy {
                 6 => set(&mut p.variants, list(v, path, errs, RawVariant::decode)),
                 7 => p.sticky = opt(v, path, errs, RawSticky::decode),
                 8 => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
-                _ => p.ramp = opt(v, path, errs, RawRamp::decode),
+                9 => p.ramp = opt(v, path, errs, RawRamp::decode),
+                _ => p.guard = opt(v, path, errs, RawGuard::decode),
             },
         )?;
         Some(p)
@@ -396,6 +426,69 @@ impl RawRamp {
         )?;
         Some(r)
     }
+}
+
+impl RawGuard {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawGuard> {
+        let mut g = RawGuard::default();
+        let fields = [
+            "variant",
+            "baseline",
+            "window_seconds",
+            "min_requests",
+            "max_failure_rate",
+            "max_p99_ms",
+            "hold_seconds",
+            "notify",
+        ];
+        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
+            0 => set(&mut g.variant, string(v, path, errs)),
+            1 => g.baseline = opt(v, path, errs, string),
+            2 => g.window_seconds = opt(v, path, errs, unsigned),
+            3 => g.min_requests = opt(v, path, errs, unsigned),
+            4 => g.max_failure_rate = opt(v, path, errs, number),
+            5 => g.max_p99_ms = opt(v, path, errs, unsigned),
+            6 => g.hold_seconds = opt(v, path, errs, unsigned),
+            _ => g.notify = opt(v, path, errs, RawNotify::decode),
+        })?;
+        Some(g)
+    }
+}
+
+impl RawNotify {
+    fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawNotify> {
+        let mut n = RawNotify::default();
+        let fields = ["cluster", "path", "authority", "timeout_ms", "headers"];
+        object(
+            v,
+            path,
+            &fields,
+            &[0, 1],
+            errs,
+            |i, v, path, errs| match i {
+                0 => set(&mut n.cluster, string(v, path, errs)),
+                1 => set(&mut n.path, string(v, path, errs)),
+                2 => n.authority = opt(v, path, errs, string),
+                3 => n.timeout_ms = opt(v, path, errs, unsigned),
+                _ => n.headers = opt(v, path, errs, string_map),
+            },
+        )?;
+        Some(n)
+    }
+}
+
+/// An object of string values, in document order.
+fn string_map(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<(String, String)>> {
+    let Value::Object(members) = v else {
+        invalid(v, "a map", path, errs);
+        return None;
+    };
+    let before = errs.len();
+    let out: Vec<_> = members
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), string(v, &child(path, k), errs)?)))
+        .collect();
+    (errs.len() == before).then_some(out)
 }
 
 impl RawVariant {

@@ -29,10 +29,11 @@ pub enum Reason {
     Weight,
     Trusted,
     Disabled,
+    Guard,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Rule,
         Reason::StickyKey,
         Reason::StickyCookie,
@@ -40,6 +41,7 @@ impl Reason {
         Reason::Weight,
         Reason::Trusted,
         Reason::Disabled,
+        Reason::Guard,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Reason {
             Reason::Weight => "weight",
             Reason::Trusted => "trusted",
             Reason::Disabled => "disabled",
+            Reason::Guard => "guard",
         }
     }
 }
@@ -141,8 +144,8 @@ impl Config {
     }
 
     /// [`Config::decide_on_route`] with the splits in force now (`live[i]` for policy `i`, from
-    /// [`Config::live_splits`]; a missing entry means the configured split): how ramps reach the
-    /// decision. Route weights still win.
+    /// [`Config::effective_splits`]; a missing entry means the configured split): how ramps and
+    /// guards reach the decision. Route weights beat a ramp; a tripped guard beats everything.
     pub fn decide_live<R: RequestView>(
         &self,
         req: &R,
@@ -155,23 +158,48 @@ impl Config {
             None => self.find_policy(req)?,
         };
         let policy = self.policies.get(index)?;
+        let live = live.get(index);
         let split = route
             .and_then(|r| r.split_for(index))
-            .or_else(|| live.get(index))
+            .or(live)
             .unwrap_or(&policy.split);
-        Some(policy.decide(index, split, &self.variant_header, req, rng))
+        let mut d = policy.decide(index, split, &self.variant_header, req, rng);
+        if let Some((from, to)) = live.and_then(Split::divert) {
+            if d.variant == from {
+                d.variant = to;
+                d.reason = Reason::Guard;
+            }
+        }
+        Some(d)
     }
 
     /// Every policy's split at unix time `now` (seconds), for [`Config::decide_live`].
     pub fn live_splits(&self, now: i64) -> Vec<Split> {
+        self.effective_splits(now, &[])
+    }
+
+    /// Every policy's split at unix time `now` with its ramp applied and, where `tripped[i]`
+    /// is true, policy `i`'s guarded variant diverted to its baseline.
+    pub fn effective_splits(&self, now: i64, tripped: &[bool]) -> Vec<Split> {
         let mut out = Vec::with_capacity(self.policies.len());
-        for p in &self.policies {
-            out.push(p.split_at(now));
+        for (i, p) in self.policies.iter().enumerate() {
+            let split = p.split_at(now);
+            out.push(match p.guard() {
+                Some(g) if tripped.get(i) == Some(&true) => {
+                    split.diverted(g.variant(), g.baseline())
+                }
+                _ => split,
+            });
         }
         out
     }
 
-    /// Whether some policy has a ramp (the caller then refreshes [`Config::live_splits`]).
+    /// Whether some policy has a guard.
+    pub fn has_guards(&self) -> bool {
+        self.policies.iter().any(|p| p.guard.is_some())
+    }
+
+    /// Whether some policy has a ramp (the caller then refreshes [`Config::effective_splits`]).
     pub fn has_ramps(&self) -> bool {
         self.policies.iter().any(|p| p.ramp.is_some())
     }

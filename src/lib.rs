@@ -19,6 +19,7 @@ pub mod compile;
 pub mod config;
 pub mod decide;
 pub mod error;
+pub mod guard;
 pub mod index;
 pub mod json;
 pub mod overrides;

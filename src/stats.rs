@@ -25,16 +25,26 @@ pub const WEIGHT: &str = "canary_router_weight";
 /// Configuration problems, by `source` (`plugin`, `node`, `route`).
 pub const CONFIG_ERRORS_TOTAL: &str = "canary_router_config_errors_total";
 
+/// Gauge: 1 while a guard holds its variant off, else 0, by `policy`, `variant`.
+pub const GUARD_TRIPPED: &str = "canary_router_guard_tripped";
+/// Times a guard tripped, by `policy`, `variant` (counted once per proxy).
+pub const GUARD_TRIPS_TOTAL: &str = "canary_router_guard_trips_total";
+/// Guard messages that could not be delivered, by `policy`, `variant`.
+pub const GUARD_NOTIFY_FAILURES_TOTAL: &str = "canary_router_guard_notify_failures_total";
+
 /// Gauge: the linear memory of a Wasm VM that serves requests, in bytes (no labels).
 pub const VM_MEMORY_BYTES: &str = "canary_router_vm_memory_bytes";
 
 /// Every metric, for documentation and tests.
-pub const METRICS: [&str; 6] = [
+pub const METRICS: [&str; 9] = [
     REQUESTS_TOTAL,
     RESPONSES_TOTAL,
     RESPONSE_TIME_MS,
     WEIGHT,
     CONFIG_ERRORS_TOTAL,
+    GUARD_TRIPPED,
+    GUARD_TRIPS_TOTAL,
+    GUARD_NOTIFY_FAILURES_TOTAL,
     VM_MEMORY_BYTES,
 ];
 

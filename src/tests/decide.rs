@@ -277,7 +277,8 @@ fn reason_names() {
             "minted_cookie",
             "weight",
             "trusted",
-            "disabled"
+            "disabled",
+            "guard"
         ]
     );
 }

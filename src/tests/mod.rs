@@ -6,6 +6,7 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod guard;
 mod json;
 mod overrides;
 mod parsing;
