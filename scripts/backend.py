@@ -6,12 +6,19 @@
 
 Prints "listening PORT" once ready. The response body is JSON: the backend's name, the request
 path and the variant header(s) it received; the header `x-served-by` carries the name too.
+
+Control (sent to the backend directly, not counted): `GET /__control?status=503&delay_ms=300`
+changes the answer from now on; `GET /__log` returns `[[unix_time, status], ...]` of the
+requests served so far (the last 100 000).
 """
 import http.client
 import json
 import sys
+import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 # Accept the big requests of the hostile-input tests (defaults: 100 headers, 64 KiB lines).
@@ -22,20 +29,47 @@ http.client._MAXLINE = 1 << 20
 def main() -> None:
     name = sys.argv[1]
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    status = int(sys.argv[3]) if len(sys.argv) > 3 else 200
-    reason = {200: "OK", 503: "Service Unavailable"}.get(status, "Status")
-    delay = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0
+    state = {
+        "status": int(sys.argv[3]) if len(sys.argv) > 3 else 200,
+        "delay": int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0,
+    }
+    served: deque[tuple[float, int]] = deque(maxlen=100_000)
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
 
+        def _control(self) -> bool:
+            url = urlsplit(self.path)
+            if url.path == "/__control":
+                for k, v in parse_qs(url.query).items():
+                    if k == "status":
+                        state["status"] = int(v[0])
+                    elif k == "delay_ms":
+                        state["delay"] = int(v[0]) / 1000
+                body = json.dumps(state).encode()
+            elif url.path == "/__log":
+                with lock:
+                    body = json.dumps(list(served)).encode()
+            else:
+                return False
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+            return True
+
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             if length:
                 self.rfile.read(length)
+            if self._control():
+                return
+            status, delay = state["status"], state["delay"]
+            reason = {200: "OK", 503: "Service Unavailable"}.get(status, "Status")
             if delay:
                 time.sleep(delay)
+            with lock:
+                served.append((time.time(), status))
             body = json.dumps({
                 "served_by": name,
                 "path": self.path,

@@ -26,9 +26,10 @@ pub const MAX_WINDOW_SECONDS: u64 = 3600;
 /// Latency histogram: upper bounds of its buckets in milliseconds; the last bucket is
 /// unbounded. Used to report the p99 (interpolated within its bucket); the trip on
 /// `max_p99_ms` itself counts exactly the requests slower than the limit.
-pub const LATENCY_BOUNDS_MS: [u32; 31] = [
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1_000, 1_500, 2_000,
-    3_000, 5_000, 7_000, 10_000, 15_000, 20_000, 30_000, 50_000, 70_000, 100_000, 150_000,
+pub const LATENCY_BOUNDS_MS: [u32; 43] = [
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400,
+    500, 600, 800, 1_000, 1_200, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000, 10_000,
+    12_000, 15_000, 20_000, 30_000, 60_000,
 ];
 const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 
@@ -107,11 +108,11 @@ impl Guard {
         self.notify.as_ref()
     }
 
-    /// Seconds per slice of the window and the number of slices.
+    /// Milliseconds per slice of the window and the number of slices.
     fn slices(&self) -> (i64, usize) {
         let w = self.window_seconds.max(1);
         let width = w.div_ceil(MAX_SLICES);
-        (i64::from(width), w.div_ceil(width) as usize)
+        (i64::from(width) * 1000, w.div_ceil(width) as usize)
     }
 
     /// Records one finished request of the guarded variant in a worker's pending outcomes.
@@ -138,7 +139,7 @@ impl Guard {
 
 /// Outcomes of the guarded variant's requests: a worker's pending counts, or one slice of a
 /// window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcomes {
     /// Requests that ended.
     pub total: u32,
@@ -149,6 +150,18 @@ pub struct Outcomes {
     pub slow: u32,
     /// Responses by latency bucket ([`LATENCY_BOUNDS_MS`]).
     pub latency: [u32; LATENCY_BUCKETS],
+}
+
+impl Default for Outcomes {
+    fn default() -> Outcomes {
+        Outcomes {
+            total: 0,
+            failures: 0,
+            timed: 0,
+            slow: 0,
+            latency: [0; LATENCY_BUCKETS],
+        }
+    }
 }
 
 impl Outcomes {
@@ -226,12 +239,13 @@ impl Cause {
 /// A change of a guard's state, reported by the worker that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The window broke a limit: the variant's traffic goes to the baseline until `until`.
+    /// The window broke a limit: the variant's traffic goes to the baseline until `until_ms`.
     Tripped {
         cause: Cause,
         /// The window's outcomes when it tripped.
-        window: Outcomes,
-        until: i64,
+        window: Box<Outcomes>,
+        /// Unix milliseconds when the hold ends.
+        until_ms: i64,
     },
     /// The hold ended: the variant gets its traffic again.
     Rearmed,
@@ -241,11 +255,12 @@ pub enum Event {
 /// window, in slices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// Unix seconds until which the guard holds the variant off; 0 when armed.
+    /// Unix milliseconds until which the guard holds the variant off; 0 when armed.
     tripped_until: i64,
     /// Times the guard tripped since the configuration was applied.
     trips: u32,
-    /// `(slice number, outcomes)`; slice `n` covers seconds `n × width .. (n + 1) × width`.
+    /// `(slice number, outcomes)`; slice `n` covers `n × width .. (n + 1) × width` (unix
+    /// milliseconds).
     /// The slot of slice `n` is `n % slices`; a slot holding an older slice counts nothing.
     slices: Vec<(i64, Outcomes)>,
 }
@@ -322,9 +337,9 @@ impl Window {
         out
     }
 
-    /// Whether the guard holds its variant off at unix time `now`.
-    pub fn tripped(&self, now: i64) -> bool {
-        now < self.tripped_until
+    /// Whether the guard holds its variant off at `now_ms` (unix milliseconds).
+    pub fn tripped(&self, now_ms: i64) -> bool {
+        now_ms < self.tripped_until
     }
 
     /// Times the guard tripped under this configuration.
@@ -332,15 +347,10 @@ impl Window {
         self.trips
     }
 
-    /// Unix seconds until which the guard is tripped (0 when armed).
-    pub fn tripped_until(&self) -> i64 {
-        self.tripped_until
-    }
-
-    /// The outcomes of the window ending at `now`.
-    pub fn totals(&self, guard: &Guard, now: i64) -> Outcomes {
+    /// The outcomes of the window ending at `now_ms` (unix milliseconds).
+    pub fn totals(&self, guard: &Guard, now_ms: i64) -> Outcomes {
         let (width, n) = guard.slices();
-        let current = now.div_euclid(width);
+        let current = now_ms.div_euclid(width);
         let oldest = current.saturating_sub(n as i64 - 1);
         let mut sum = Outcomes::default();
         for (at, o) in &self.slices {
@@ -351,14 +361,14 @@ impl Window {
         sum
     }
 
-    /// Adds a worker's pending outcomes at unix time `now` and judges the window. Returns the
+    /// Adds a worker's pending outcomes at `now_ms` (unix milliseconds) and judges the window. Returns the
     /// change it made, if any: the caller that stores the result is the one that reports it.
     ///
     /// While tripped, pending outcomes (of requests decided before the trip) are dropped; at
     /// the end of the hold the window starts empty.
-    pub fn advance(&mut self, guard: &Guard, now: i64, pending: &Outcomes) -> Option<Event> {
+    pub fn advance(&mut self, guard: &Guard, now_ms: i64, pending: &Outcomes) -> Option<Event> {
         if self.tripped_until != 0 {
-            if self.tripped(now) {
+            if self.tripped(now_ms) {
                 return None;
             }
             self.tripped_until = 0;
@@ -372,7 +382,7 @@ impl Window {
             return None;
         }
         let (width, n) = guard.slices();
-        let current = now.div_euclid(width);
+        let current = now_ms.div_euclid(width);
         let slot = current.rem_euclid(n as i64) as usize;
         if let Some((at, o)) = self.slices.get_mut(slot) {
             if *at != current {
@@ -381,7 +391,7 @@ impl Window {
             }
             o.add(pending);
         }
-        let window = self.totals(guard, now);
+        let window = self.totals(guard, now_ms);
         if window.total < guard.min_requests {
             return None;
         }
@@ -398,12 +408,12 @@ impl Window {
         } else {
             return None;
         };
-        self.tripped_until = now.saturating_add(i64::from(guard.hold_seconds.max(1)));
+        self.tripped_until = now_ms.saturating_add(i64::from(guard.hold_seconds.max(1)) * 1000);
         self.trips = self.trips.saturating_add(1);
         Some(Event::Tripped {
             cause,
-            window,
-            until: self.tripped_until,
+            window: Box::new(window),
+            until_ms: self.tripped_until,
         })
     }
 }
@@ -435,22 +445,10 @@ pub struct Subject<'a> {
     pub node: &'a str,
 }
 
-/// The notification body for `event`: JSON that Slack incoming webhooks accept (`text`) with
-/// structured fields for other receivers.
-pub fn message(guard: &Guard, event: &Event, who: &Subject, now: i64) -> String {
-    let mut text = String::from("canary-router: ");
-    let mut fields = String::new();
-    let mut field = |name: &str, value: &str| {
-        fields.push_str(",\"");
-        fields.push_str(name);
-        fields.push_str("\":");
-        fields.push_str(value);
-    };
+/// One line describing `event`, for logs and the `text` of the message.
+pub fn describe(guard: &Guard, event: &Event, who: &Subject) -> String {
     match event {
         Event::Tripped { cause, window, .. } => {
-            let rate = decimal(window.failure_ppm(), 6);
-            let p99 = window.p99_ms();
-            let p99_text = p99.map_or_else(|| "unknown".to_string(), |p| format!("{p} ms"));
             let limit = match cause {
                 Cause::FailureRate => format!(
                     "failure rate {} % > {} %",
@@ -464,9 +462,12 @@ pub fn message(guard: &Guard, event: &Event, who: &Subject, now: i64) -> String 
                     window.timed
                 ),
             };
-            text.push_str(&format!(
-                "guard tripped on policy {}: {} {limit} ({} of {} requests failed, p99 \
-                 {p99_text}, last {} s); its traffic goes to {} for {} s. Proxy: {}",
+            let p99 = window
+                .p99_ms()
+                .map_or_else(|| "unknown".to_string(), |p| format!("{p} ms"));
+            format!(
+                "canary-router: guard tripped on policy {}: {} {limit} ({} of {} requests \
+                 failed, p99 {p99}, last {} s); its traffic goes to {} for {} s. Proxy: {}",
                 who.policy,
                 who.variant,
                 window.failures,
@@ -475,24 +476,41 @@ pub fn message(guard: &Guard, event: &Event, who: &Subject, now: i64) -> String 
                 who.baseline,
                 guard.hold_seconds,
                 who.node,
-            ));
+            )
+        }
+        Event::Rearmed => format!(
+            "canary-router: guard re-armed on policy {}: {} gets its traffic again after {} s \
+             on {}. Proxy: {}",
+            who.policy, who.variant, guard.hold_seconds, who.baseline, who.node
+        ),
+    }
+}
+
+/// The notification body for `event`: JSON that Slack incoming webhooks accept (`text`) with
+/// structured fields for other receivers. `time` is in unix seconds.
+pub fn message(guard: &Guard, event: &Event, who: &Subject, time: i64) -> String {
+    let mut out = String::from("{\"text\":");
+    out.push_str(&quote(&describe(guard, event, who)));
+    let mut field = |name: &str, value: &str| {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(value);
+    };
+    match event {
+        Event::Tripped { cause, window, .. } => {
             field("event", "\"tripped\"");
             field("cause", &quote(cause.as_str()));
-            field("failure_rate", &rate);
+            field("failure_rate", &decimal(window.failure_ppm(), 6));
             field("requests", &window.total.to_string());
             field("failures", &window.failures.to_string());
+            let p99 = window.p99_ms();
             field(
                 "p99_ms",
                 &p99.map_or_else(|| "null".into(), |p| p.to_string()),
             );
         }
-        Event::Rearmed => {
-            text.push_str(&format!(
-                "guard re-armed on policy {}: {} gets its traffic again after {} s on {}. Proxy: {}",
-                who.policy, who.variant, guard.hold_seconds, who.baseline, who.node
-            ));
-            field("event", "\"rearmed\"");
-        }
+        Event::Rearmed => field("event", "\"rearmed\""),
     }
     field("policy", &quote(who.policy));
     field("variant", &quote(who.variant));
@@ -500,8 +518,9 @@ pub fn message(guard: &Guard, event: &Event, who: &Subject, now: i64) -> String 
     field("window_seconds", &guard.window_seconds.to_string());
     field("hold_seconds", &guard.hold_seconds.to_string());
     field("node", &quote(who.node));
-    field("time", &now.to_string());
-    format!("{{\"text\":{}{fields}}}", quote(&text))
+    field("time", &time.to_string());
+    out.push('}');
+    out
 }
 
 /// `value × 10^-scale` as a decimal without trailing zeros (`decimal(42000, 6)` = `0.042`).

@@ -3,7 +3,8 @@
 //! Envoy (through proxy-wasm-cpp-host) calls an export only if the module has it; an HTTP
 //! callback the module lacks is a `Continue`. So the module exports just what it uses: context
 //! creation and deletion, configure, tick, request headers, response headers and trailers, log,
-//! and the allocator the host hands buffers through. This replaces the proxy-wasm Rust SDK's
+//! the answer to an HTTP call (guard notifications), and the allocator the host hands buffers
+//! through. This replaces the proxy-wasm Rust SDK's
 //! dispatcher, whose trait objects put every default callback and host-call wrapper of the SDK
 //! into the module (about 60 KB of a 160 KB budget; see BENCHMARKS.md) and whose per-callback
 //! lookups cost instructions on every request.
@@ -131,6 +132,20 @@ pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) 
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     with_stream(context_id, (), Request::on_log);
+}
+
+/// The answer to a guard notification (`proxy_http_call`), delivered to the root context.
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(
+    context_id: u32,
+    token: u32,
+    headers: usize,
+    _body_size: usize,
+    _trailers: usize,
+) {
+    with_root(context_id, (), |root| {
+        root.on_http_call_response(token, headers)
+    });
 }
 
 /// Streams and roots are done at once (nothing asynchronous to finish).

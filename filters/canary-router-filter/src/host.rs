@@ -13,6 +13,13 @@ pub struct Status(u32);
 
 impl Status {
     pub const OK: Status = Status(0);
+    pub const NOT_FOUND: Status = Status(1);
+    pub const CAS_MISMATCH: Status = Status(8);
+
+    /// The status code, for logs.
+    pub fn code(self) -> u32 {
+        self.0
+    }
 }
 
 /// Which header map a call reads or writes.
@@ -22,6 +29,7 @@ pub enum MapType {
     RequestHeaders = 0,
     ResponseHeaders = 2,
     ResponseTrailers = 3,
+    HttpCallResponseHeaders = 6,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +44,7 @@ pub enum MetricType {
 #[repr(u32)]
 pub enum LogLevel {
     Info = 2,
+    Warn = 3,
     Error = 4,
 }
 
@@ -92,6 +101,32 @@ extern "C" {
         path_size: usize,
         value_data: *const u8,
         value_size: usize,
+    ) -> Status;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> Status;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> Status;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
     ) -> Status;
 }
 
@@ -298,6 +333,83 @@ pub fn now_nanos() -> u64 {
 pub fn set_property(path: &[u8], value: &[u8]) {
     // SAFETY: both slices are valid for the call.
     let _ = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+}
+
+/// A value of the VM-wide shared data (shared by every worker's VM of this plugin's `vm_id`)
+/// and its compare-and-swap token; an absent key is `(empty, 0)`. `None` on other errors.
+pub fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: as in `HeaderMap::read`.
+    unsafe {
+        match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
+            Status::OK => Some((take_buffer(data, size), cas)),
+            Status::NOT_FOUND => Some((Vec::new(), 0)),
+            _ => None,
+        }
+    }
+}
+
+/// Stores a shared-data value if the key still has the token `cas` (0: unconditionally);
+/// `Err(Status::CAS_MISMATCH)` when another VM wrote it in between.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: both slices are valid for the call.
+    match unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    } {
+        Status::OK => Ok(()),
+        s => Err(s),
+    }
+}
+
+/// Serializes header pairs in the proxy-wasm map encoding (the inverse of [`HeaderMap`]).
+fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.len()));
+        out.extend_from_slice(&len(v.len()));
+    }
+    for (k, v) in pairs {
+        for part in [k, v] {
+            out.extend_from_slice(part.as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// Sends an HTTP request through the Envoy cluster `upstream`; the answer (or its failure)
+/// arrives in `proxy_on_http_call_response` with the returned token.
+pub fn http_call(
+    upstream: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let headers = serialize_map(headers);
+    let trailers = serialize_map(&[]);
+    let mut token = 0u32;
+    // SAFETY: every slice is valid for the call; the out-pointer too.
+    match unsafe {
+        proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    } {
+        Status::OK => Ok(token),
+        s => Err(s),
+    }
 }
 
 /// Writes to Envoy's log (the `wasm` logger); failures are ignored.

@@ -8,11 +8,14 @@
 //!
 //! Host calls per request, the typical case: read the request headers (one call), write the
 //! variant header, read the clock twice and record the latency histogram, read the response
-//! headers. Counters are batched in the VM and flushed every second. Envoy re-selects the route
+//! headers. Counters are batched in the VM and flushed every second. With a guard, the guarded
+//! variant's outcomes are also counted in the VM and merged into shared data on the timer
+//! (see `guard.rs`); the per-request path makes no extra host call. Envoy re-selects the route
 //! after the header edit by itself: with ABI 0.2.1 (proxy-wasm 0.2.5) it clears the route cache
 //! on any header change, so no `clear_route_cache` call is needed.
 
 mod abi;
+mod guard;
 mod host;
 mod metrics;
 
@@ -29,11 +32,14 @@ use canary_router::{
 use host::{HeaderMap, LogLevel, MapType};
 use metrics::Metrics;
 
-/// The root context's timer: pending counters are flushed at every tick.
+/// The root context's timer: pending counters are flushed and ramps applied at every tick.
 const TICK_MS: u32 = 1000;
-/// Every this many ticks, cached route metadata is dropped and read again (routes may change
-/// by RDS) and the VM memory gauge is set.
-const ROUTE_CACHE_TICKS: u32 = 10;
+/// The timer with guards: how soon outcomes reach the shared window and a trip reaches every
+/// worker.
+const GUARD_TICK_MS: u32 = 250;
+/// How often cached route metadata is dropped and read again (routes may change by RDS) and
+/// the VM memory gauge is set.
+const ROUTE_CACHE_MS: u32 = 10_000;
 
 /// A configuration in force and what was derived from it.
 struct Active {
@@ -41,9 +47,10 @@ struct Active {
     /// Route name → index into `routes`.
     route_names: RefCell<NameMap>,
     routes: RefCell<Vec<RouteEntry>>,
-    /// With ramps: each policy's split in force now, refreshed at every tick. Empty without
-    /// ramps (the configured splits hold).
+    /// With ramps or guards: each policy's split in force now (ramp applied, a tripped guard's
+    /// variant diverted), refreshed at every tick. Empty otherwise (the configured splits hold).
     live: RefCell<Vec<Split>>,
+    guards: Option<RefCell<guard::Guards>>,
     metrics: Metrics,
 }
 
@@ -122,6 +129,20 @@ impl Active {
         entry.compiled.clone()
     }
 
+    /// Recomputes the splits in force at `now` (unix seconds) if they change with time or
+    /// guards; returns them when they differ from the ones in force.
+    fn refresh_live(&self, now: i64) -> Option<Vec<Split>> {
+        let config = &self.config;
+        if !config.has_ramps() && self.guards.is_none() {
+            return None;
+        }
+        let live = match &self.guards {
+            Some(g) => config.effective_splits(now, g.borrow().tripped()),
+            None => config.live_splits(now),
+        };
+        (*self.live.borrow() != live).then_some(live)
+    }
+
     /// Marks every cached route override stale (read again on the route's next request).
     fn expire_routes(&self) {
         for entry in self.routes.borrow_mut().iter_mut() {
@@ -134,7 +155,13 @@ struct Root {
     active: Option<Rc<Active>>,
     /// The `canary_router_weight` gauges set by the configuration in force.
     weight_gauges: Vec<String>,
-    ticks: u32,
+    tick_ms: u32,
+    /// Milliseconds of ticks since the route cache was last expired.
+    since_expiry_ms: u32,
+    /// This proxy's node id, for guard messages.
+    node: String,
+    /// Guard notifications in flight: call token and the failure counter to bump.
+    calls: Vec<(u32, String)>,
 }
 
 impl Root {
@@ -165,7 +192,10 @@ impl Root {
         Root {
             active: None,
             weight_gauges: Vec::new(),
-            ticks: 0,
+            tick_ms: TICK_MS,
+            since_expiry_ms: 0,
+            node: String::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -181,12 +211,6 @@ impl Root {
                     );
                 }
                 metrics::config_errors(ErrorSource::Node, config.warnings().len());
-                let live = if config.has_ramps() {
-                    config.live_splits(unix_now())
-                } else {
-                    Vec::new()
-                };
-                self.weight_gauges = metrics::set_weights(&config, &live, &self.weight_gauges);
                 let n = config.policies().len();
                 host::log(
                     LogLevel::Info,
@@ -197,14 +221,34 @@ impl Root {
                     ),
                 );
                 let metrics = Metrics::new(&config);
-                self.active = Some(Rc::new(Active {
+                let guards = guard::Guards::new(&config).map(RefCell::new);
+                if guards.is_some() {
+                    guard::define_metrics(&config);
+                    self.node = host::property_string(b"xds\0node\0id").unwrap_or_default();
+                }
+                self.tick_ms = if guards.is_some() {
+                    GUARD_TICK_MS
+                } else {
+                    TICK_MS
+                };
+                let active = Rc::new(Active {
                     config,
                     route_names: RefCell::new(NameMap::new()),
                     routes: RefCell::new(Vec::new()),
-                    live: RefCell::new(live),
+                    live: RefCell::new(Vec::new()),
+                    guards,
                     metrics,
-                }));
-                host::set_tick_period_ms(TICK_MS);
+                });
+                // Learn the guards' state (another VM may have tripped one) and set the
+                // weights in force.
+                let now_ms = unix_ms();
+                self.tick_guards(&active, now_ms);
+                let live = active.refresh_live(now_ms / 1000).unwrap_or_default();
+                self.weight_gauges =
+                    metrics::set_weights(&active.config, &live, &self.weight_gauges);
+                *active.live.borrow_mut() = live;
+                self.active = Some(active);
+                host::set_tick_period_ms(self.tick_ms);
                 true
             }
             Err(errors) => {
@@ -224,24 +268,57 @@ impl Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(active) = &self.active else {
+        let Some(active) = self.active.clone() else {
             return;
         };
         active.metrics.flush(&active.config);
-        if !active.live.borrow().is_empty() {
-            let live = active.config.live_splits(unix_now());
-            if *active.live.borrow() != live {
-                self.weight_gauges =
-                    metrics::set_weights(&active.config, &live, &self.weight_gauges);
-                *active.live.borrow_mut() = live;
-            }
+        let now_ms = unix_ms();
+        self.tick_guards(&active, now_ms);
+        if let Some(live) = active.refresh_live(now_ms / 1000) {
+            self.weight_gauges = metrics::set_weights(&active.config, &live, &self.weight_gauges);
+            *active.live.borrow_mut() = live;
         }
-        self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % ROUTE_CACHE_TICKS == 0 {
+        self.since_expiry_ms += self.tick_ms;
+        if self.since_expiry_ms >= ROUTE_CACHE_MS {
+            self.since_expiry_ms = 0;
             active.expire_routes();
             if SERVED.get() {
                 metrics::vm_memory();
             }
+        }
+    }
+
+    /// Merges this VM's guard outcomes into the shared windows and reports the changes it made.
+    fn tick_guards(&mut self, active: &Active, now_ms: i64) {
+        let Some(guards) = &active.guards else {
+            return;
+        };
+        let changes = guards.borrow_mut().tick(&active.config, now_ms);
+        for change in &changes {
+            if let Some(call) = guard::report(&active.config, change, &self.node, now_ms / 1000) {
+                self.calls.push(call);
+            }
+        }
+    }
+
+    /// The answer to a guard notification: anything but a 2xx (or no answer) is a failure.
+    fn on_http_call_response(&mut self, token: u32, headers: usize) {
+        let Some(i) = self.calls.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, counter) = self.calls.swap_remove(i);
+        let status = if headers == 0 {
+            None
+        } else {
+            HeaderMap::read(MapType::HttpCallResponseHeaders)
+                .pairs()
+                .find(|(k, _)| *k == b":status")
+                .and_then(|(_, v)| metrics::parse_status(v))
+        };
+        match status {
+            Some(200..=299) => {}
+            Some(s) => guard::notify_failed(&counter, &format!("the receiver answered {s}")),
+            None => guard::notify_failed(&counter, "no answer (timeout or connection failure)"),
         }
     }
 
@@ -251,6 +328,7 @@ impl Root {
             decided: None,
             set_cookie: None,
             started_ns: 0,
+            latency_ms: None,
             status: None,
             grpc_status: None,
         }
@@ -265,6 +343,8 @@ struct Request {
     set_cookie: Option<String>,
     /// Host clock at the decision, for `canary_router_response_time_ms`.
     started_ns: u64,
+    /// Milliseconds from the decision to the response headers, once they passed.
+    latency_ms: Option<u64>,
     /// `:status` of the response, once its headers passed.
     status: Option<u16>,
     /// `grpc-status` name from response headers or trailers; `Some(NOT_GRPC)` for a response
@@ -272,9 +352,10 @@ struct Request {
     grpc_status: Option<&'static str>,
 }
 
-/// The host clock as unix seconds (ramps are scheduled by wall-clock time).
-fn unix_now() -> i64 {
-    i64::try_from(host::now_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
+/// The host clock as unix milliseconds (ramps are scheduled by wall-clock time, guards hold
+/// for wall-clock seconds).
+fn unix_ms() -> i64 {
+    i64::try_from(host::now_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// `Action::Continue`: every callback lets the request go on.
@@ -342,6 +423,7 @@ impl Request {
         let config = &active.config;
         let elapsed_ms = host::now_nanos().saturating_sub(self.started_ns) / 1_000_000;
         active.metrics.response_time(config, at, elapsed_ms);
+        self.latency_ms = Some(elapsed_ms);
 
         let headers = HeaderMap::read(MapType::ResponseHeaders);
         let mut grpc = false;
@@ -395,6 +477,13 @@ impl Request {
             (Some(_), None) => "UNKNOWN",
         };
         active.metrics.response(at, class, grpc);
+        if let Some(guards) = &active.guards {
+            let grpc = (grpc != metrics::NOT_GRPC).then_some(grpc);
+            let failed = canary_router::guard::is_failure(self.status, grpc);
+            guards
+                .borrow_mut()
+                .record(&active.config, at, failed, self.latency_ms);
+        }
     }
 }
 
