@@ -2,10 +2,19 @@
 # The main job, end to end: set up, build the filter, start two backends (stable, canary) and
 # Envoy with envoy-config/front-proxy.yaml, send traffic, print the observed split, stop.
 #   scripts/demo.sh [USERS]     (default 2000 distinct users)
+#   scripts/demo.sh --trip      the guard: envoy-config/guard.yaml, a canary that starts failing
+#                               mid-run, the trip, the webhook message, the re-arm
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+mode=split
+if [[ "${1:-}" == "--trip" ]]; then
+  mode=trip
+  shift
+fi
 users="${1:-2000}"
+config=envoy-config/front-proxy.yaml
+[[ $mode == trip ]] && config=envoy-config/guard.yaml
 
 "$ROOT/scripts/setup.sh"
 "$ROOT/scripts/build.sh"
@@ -14,7 +23,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-for port in 8081 8082 10000 9901; do
+for port in 8081 8082 8083 10000 9901; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; stop whatever listens there and retry" >&2; exit 1
   fi
@@ -24,14 +33,20 @@ log "backends: stable on :8081, canary on :8082"
 "$VENV/bin/python" scripts/backend.py stable 8081 >/dev/null & pids+=($!)
 "$VENV/bin/python" scripts/backend.py canary 8082 >/dev/null & pids+=($!)
 
-log "envoy $("$(envoy_bin)" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1) with envoy-config/front-proxy.yaml on :10000 (admin :9901)"
-"$(envoy_bin)" -c envoy-config/front-proxy.yaml --concurrency 2 --base-id 4242 -l warning \
+log "envoy $("$(envoy_bin)" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1) with $config on :10000 (admin :9901)"
+"$(envoy_bin)" -c "$config" --concurrency 2 --base-id 4242 -l warning \
   > "$ROOT/dist/demo-envoy.log" 2>&1 & pids+=($!)
 for _ in $(seq 200); do
   curl -sf -o /dev/null http://127.0.0.1:9901/ready && break
   sleep 0.05
 done
 curl -sf -o /dev/null http://127.0.0.1:9901/ready || { cat "$ROOT/dist/demo-envoy.log"; exit 1; }
+
+if [[ $mode == trip ]]; then
+  "$VENV/bin/python" scripts/demo_trip.py
+  log "done; Envoy log in dist/demo-envoy.log"
+  exit 0
+fi
 
 "$VENV/bin/python" - "$users" <<'PY'
 import http.client, json, re, sys

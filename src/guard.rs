@@ -445,6 +445,17 @@ pub struct Subject<'a> {
     pub node: &'a str,
 }
 
+impl Subject<'_> {
+    /// The node id for the text, `(no node id)` when the proxy has none.
+    fn node(&self) -> &str {
+        if self.node.is_empty() {
+            "(no node id)"
+        } else {
+            self.node
+        }
+    }
+}
+
 /// One line describing `event`, for logs and the `text` of the message.
 pub fn describe(guard: &Guard, event: &Event, who: &Subject) -> String {
     match event {
@@ -475,13 +486,17 @@ pub fn describe(guard: &Guard, event: &Event, who: &Subject) -> String {
                 guard.window_seconds,
                 who.baseline,
                 guard.hold_seconds,
-                who.node,
+                who.node(),
             )
         }
         Event::Rearmed => format!(
             "canary-router: guard re-armed on policy {}: {} gets its traffic again after {} s \
              on {}. Proxy: {}",
-            who.policy, who.variant, guard.hold_seconds, who.baseline, who.node
+            who.policy,
+            who.variant,
+            guard.hold_seconds,
+            who.baseline,
+            who.node()
         ),
     }
 }

@@ -325,3 +325,32 @@ def test_notify_failures_are_logged_and_counted(envoys, backends, canary):
     assert "guard notification failed: the receiver answered 500" in envoy.log()
     assert envoy.request("/", {"x-user-id": "x"}).served_by == "stable"
     dead.close()
+
+
+def test_shipped_guard_example_trips_as_its_header_says(envoys, backends, canary, receiver):
+    """envoy-config/guard.yaml (the demo's file): 20 % canary; 503s trip the guard, the message
+    names the proxy's node id, and the canary's users go to stable."""
+    from harness import load_config, wasm_filter
+    b = load_config("guard.yaml")
+    b["admin"]["address"]["socket_address"]["port_value"] = 0
+    b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = 0
+    ports = {"stable": backends["stable"].port, "canary": canary.port, "hooks": receiver.port}
+    for c in b["static_resources"]["clusters"]:
+        if c["name"] in ports:
+            ep = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ep["address"]["socket_address"]["port_value"] = ports[c["name"]]
+    wasm_filter(b)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = \
+        str(ROOT / "dist" / "canary-router.wasm")
+    envoy = envoys(b)
+    users = [("/", {"x-user-id": f"e{i}"}) for i in range(500)]
+    before = envoy.request_many(users)
+    share = sum(r.served_by == "canary" for r in before) / len(before)
+    assert 0.15 < share < 0.25
+    control(canary, status=503)
+    envoy.request_many(users)
+    assert wait_for(lambda: receiver.events("tripped"), timeout=10)
+    body = receiver.events("tripped")[0][1]["body"]
+    assert body["node"] == "demo-proxy" and "Proxy: demo-proxy" in body["text"]
+    assert body["hold_seconds"] == 20
+    time.sleep(PROPAGATION)
+    assert all(r.served_by == "stable" and r.status == 200 for r in envoy.request_many(users))
