@@ -564,3 +564,46 @@ def test_users_no_policy(tmp_path):
     path = write(tmp_path / "config.json", CANARY)
     r = ok("simulate", path, "--host", "ratings", "--users", "10")
     assert r.stdout == "no policy applies: the 10 users pass untouched\n"
+
+
+RAMP_GUARD = {"policies": [{
+    "name": "reviews",
+    "variants": [{"name": "canary", "weight": 0}, {"name": "stable", "weight": 100}],
+    "sticky": {"keys": [{"header": "x-user-id"}]},
+    "ramp": {"variant": "canary", "start": "2026-12-01T10:00:00Z", "steps": [1, 5, 25, 50, 100],
+             "step_seconds": 600},
+    "guard": {"variant": "canary", "max_failure_rate": 0.05, "max_p99_ms": 800,
+              "notify": {"cluster": "slack", "path": "/x"}},
+}]}
+
+
+def test_validate_describes_ramp_and_guard(tmp_path):
+    out = ok("validate", write(tmp_path / "c.json", RAMP_GUARD)).stdout
+    assert ("ramp: canary 1 → 5 → 25 → 50 → 100 % every 600 s from 2026-12-01T10:00:00Z; "
+            "guard: canary → stable for 300 s when failure rate > 0.05 or p99 > 800 ms over "
+            "10 s (≥ 20 requests), notify cluster slack") in out
+
+
+@pytest.mark.parametrize("at, percent", [("2026-12-01T09:59:59Z", 0), ("2026-12-01T10:00:00Z", 1),
+                                         ("2026-12-01T10:20:00Z", 25), ("2027-01-01T00:00:00Z", 100)])
+def test_simulate_at_a_time_follows_the_ramp(tmp_path, at, percent):
+    path = write(tmp_path / "c.json", RAMP_GUARD)
+    lines = ok("simulate", path, "--users", "400", "--per-user", "--at", at).stdout.splitlines()
+    split = [("canary", percent), ("stable", 100 - percent)]
+    for line in lines:
+        user, variant, reason, b = line.split()
+        assert variant == expected_variant(split, bucket("reviews", user)), line
+        assert reason == "sticky_key"
+
+
+def test_simulate_with_guards_tripped(tmp_path):
+    path = write(tmp_path / "c.json", RAMP_GUARD)
+    out = ok("simulate", path, "--users", "1000", "--at", "2026-12-01T10:20:00Z",
+             "--guard-tripped").stdout
+    assert "weights canary 0 %, stable 100 %" in out
+    assert re.search(r"reasons: sticky_key \d+, guard \d+", out)
+    one = ok("simulate", path, "--header", "x-user-id=user-3", "--guard-tripped",
+             "--at", "2027-01-01T00:00:00Z").stdout
+    assert one.startswith("policy=reviews variant=stable reason=guard")
+    r = fails(2, "simulate", path, "--at", "tomorrow")
+    assert '--at: "tomorrow" is not an RFC 3339 time' in r.stderr

@@ -66,6 +66,8 @@ canary-router simulate [OPTIONS] CONFIG
                           share of each variant next to its weight, and the reasons. Without
                           a sticky key the users are N requests with the seeded random source.
   --per-user              with --users: one line per user instead: ID VARIANT REASON BUCKET|-
+  --at TIME               decide at this RFC 3339 time (default: now): the weights of ramps
+  --guard-tripped         decide as if every guard were tripped (default: armed)
   --json                  JSON output: one object (one per line with --per-user)
 
 Options of both commands:
@@ -268,6 +270,45 @@ fn describe_policy(policy: &Policy, raw: Option<&RawPolicy>) -> String {
     }
     if raw.trust_incoming {
         parts.push("trusts an incoming variant header".to_string());
+    }
+    if let Some(r) = &raw.ramp {
+        parts.push(
+            match (&r.steps, r.step_seconds, &r.from, &r.to, r.duration_seconds) {
+                (Some(steps), Some(every), ..) => format!(
+                    "ramp: {} {} % every {every} s from {}",
+                    r.variant,
+                    steps.join(" → "),
+                    r.start
+                ),
+                (_, _, Some(from), Some(to), Some(d)) => format!(
+                    "ramp: {} {from} → {to} % over {d} s from {}",
+                    r.variant, r.start
+                ),
+                _ => format!("ramp: {}", r.variant),
+            },
+        );
+    }
+    if let (Some(g), Some(guard)) = (&raw.guard, policy.guard()) {
+        let baseline = policy.variant(guard.baseline()).map_or("", |v| v.name());
+        let mut limits = Vec::new();
+        if let Some(rate) = &g.max_failure_rate {
+            limits.push(format!("failure rate > {rate}"));
+        }
+        if let Some(ms) = guard.max_p99_ms() {
+            limits.push(format!("p99 > {ms} ms"));
+        }
+        let mut text = format!(
+            "guard: {} → {baseline} for {} s when {} over {} s (≥ {} requests)",
+            g.variant,
+            guard.hold_seconds(),
+            limits.join(" or "),
+            guard.window_seconds(),
+            g.min_requests.unwrap_or(20)
+        );
+        if let Some(n) = guard.notify() {
+            text.push_str(&format!(", notify cluster {}", n.cluster));
+        }
+        parts.push(text);
     }
     parts.join("; ")
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use canary_router::config::{RawConfig, RawKey};
-use canary_router::{Config, Decision, Reason, RouteOverride, SimpleRequest, SplitMix64};
+use canary_router::{Config, Decision, Reason, RouteOverride, SimpleRequest, Split, SplitMix64};
 use serde_json::Value;
 
 use super::args::{Args, Opt};
@@ -27,6 +27,8 @@ pub const OPTS: &[Opt] = &[
     Opt::value("--seed"),
     Opt::value("--users"),
     Opt::flag("--per-user"),
+    Opt::value("--at"),
+    Opt::flag("--guard-tripped"),
     Opt::flag("--json"),
 ];
 
@@ -53,6 +55,15 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
         return Err(Usage("--per-user needs --users N".into()));
     }
     let json = args.flag("--json");
+    let now = match args.value("--at") {
+        Some(text) => {
+            canary_router::ramp::parse_rfc3339(text).map_err(|e| Usage(format!("--at: {e}")))?
+        }
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+    };
+    let tripped = args.flag("--guard-tripped");
     let bytes = read(file)?;
 
     let contents = match sources::load(file, &bytes) {
@@ -102,9 +113,12 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
         .value("--route-metadata")
         .and_then(|text| route_override(&config, text, io));
 
+    let tripped = vec![tripped; config.policies().len()];
     let sim = Simulation {
         config: &config,
         route: route.as_ref(),
+        now,
+        live: config.effective_splits(now, &tripped),
         rng: SplitMix64::new(seed),
         json,
     };
@@ -298,13 +312,17 @@ fn bucket_value(d: &Decision) -> Value {
 struct Simulation<'a> {
     config: &'a Config,
     route: Option<&'a RouteOverride>,
+    /// The simulated time (unix seconds) and the splits in force then (ramps, tripped guards).
+    now: i64,
+    live: Vec<Split>,
     rng: SplitMix64,
     json: bool,
 }
 
 impl Simulation<'_> {
     fn decide(&mut self, req: &SimpleRequest) -> Option<Decision> {
-        self.config.decide_on_route(req, self.route, &mut self.rng)
+        self.config
+            .decide_live(req, self.route, &self.live, &mut self.rng)
     }
 
     fn names(&self, d: &Decision) -> (&str, &str) {
@@ -392,11 +410,14 @@ impl Simulation<'_> {
                 policy.name()
             ));
         }
-        let split = self
-            .route
-            .and_then(|r| r.split_for(index))
-            .unwrap_or(policy.split())
-            .clone();
+        // The weights the decisions follow: route metadata, else the split in force (ramp
+        // applied); a tripped guard's variant shows 0.
+        let live = self.live.get(index).unwrap_or(policy.split());
+        let split = match (self.route.and_then(|r| r.split_for(index)), live.divert()) {
+            (Some(route), Some((from, to))) => route.diverted(from, to),
+            (Some(route), None) => route.clone(),
+            (None, _) => live.clone(),
+        };
 
         let mut counts = vec![0u64; policy.variants().len()];
         let mut reasons = [0u64; Reason::ALL.len()];
@@ -493,8 +514,12 @@ impl Simulation<'_> {
             return;
         }
 
-        let source = if self.route.and_then(|r| r.split_for(index)).is_some() {
+        let source = if split.divert().is_some() {
+            "the tripped guard"
+        } else if self.route.and_then(|r| r.split_for(index)).is_some() {
             "route metadata"
+        } else if policy.ramp().is_some_and(|r| r.weight_bp(self.now).is_some()) {
+            "the ramp"
         } else {
             "node metadata"
         };
