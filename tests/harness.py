@@ -98,6 +98,23 @@ class Backend:
         self.proc.wait()
 
 
+def control(backend: Backend, **params) -> None:
+    """Changes a running backend's answer (scripts/backend.py `/__control`): status, delay_ms."""
+    import urllib.request
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    urllib.request.urlopen(f"http://127.0.0.1:{backend.port}/__control?{query}", timeout=5).read()
+
+
+def prometheus_value(envoy: "Envoy", name: str, **labels) -> float:
+    """The value of `name{labels}` (exactly these labels, in this order) in /stats/prometheus;
+    0 if absent."""
+    import re
+    _, text = envoy.admin_get("/stats/prometheus")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(rf"^{name}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 class EnvoyFailed(Exception):
     def __init__(self, message: str, log: str):
         super().__init__(message)

@@ -7,16 +7,14 @@ The trip timings and the requests that reached the failing canary are printed (r
 and written to target/guard-report.json for the notes."""
 import copy
 import json
-import re
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Backend, bootstrap_for, wait_for
+from harness import ROOT, Backend, bootstrap_for, control, prometheus_value, wait_for
 
 NODE = "guard-test-node"
 REPORT = ROOT / "target" / "guard-report.json"
@@ -71,11 +69,6 @@ def canary():
     b.stop()
 
 
-def control(backend: Backend, **params) -> None:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    urllib.request.urlopen(f"http://127.0.0.1:{backend.port}/__control?{query}", timeout=5).read()
-
-
 def served_log(backend: Backend) -> list[tuple[float, int]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{backend.port}/__log", timeout=5) as r:
         return [tuple(x) for x in json.loads(r.read())]
@@ -102,11 +95,7 @@ def guard_proxy(envoys, backends, canary, guard: dict, receiver=None, weights=(2
     return envoys(b)
 
 
-def stat(envoy, name: str, **labels) -> float:
-    _, text = envoy.admin_get("/stats/prometheus")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    m = re.search(rf"^{name}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+stat = prometheus_value
 
 
 class Traffic:
@@ -325,6 +314,17 @@ def test_notify_failures_are_logged_and_counted(envoys, backends, canary):
     assert "guard notification failed: the receiver answered 500" in envoy.log()
     assert envoy.request("/", {"x-user-id": "x"}).served_by == "stable"
     dead.close()
+
+    # A cluster that does not exist: Envoy refuses the call at once.
+    envoy = guard_proxy(envoys, backends, canary, {
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 2,
+        "notify": {"cluster": "no-such-cluster", "path": "/hook"},
+    }, weights=(100, 0))
+    envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(10)])
+    assert wait_for(lambda: stat(envoy, "canary_router_guard_notify_failures_total",
+                                 policy="reviews", variant="canary") == 1, 10)
+    assert "cannot send to cluster no-such-cluster" in envoy.log()
+    assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") == 1
 
 
 def test_shipped_guard_example_trips_as_its_header_says(envoys, backends, canary, receiver):

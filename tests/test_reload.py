@@ -9,17 +9,20 @@ from collections import Counter
 
 import yaml
 
-from harness import CONFIG_DIR, WASM, bucket, expected_variant, load_config, wait_for
+from harness import (CONFIG_DIR, WASM, Backend, bucket, control, expected_variant, load_config,
+                     prometheus_value, wait_for)
 
 ECDS_DIR = CONFIG_DIR / "ecds"
 
 
-def ecds_resource(variants):
+def ecds_resource(variants, guard=None):
     res = yaml.safe_load((ECDS_DIR / "canary-router.yaml").read_text())
     wasm = res["resources"][0]["typed_config"]
     wasm["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
     plugin = json.loads(wasm["config"]["configuration"]["value"])
     plugin["policies"][0]["variants"] = [{"name": n, "weight": w} for n, w in variants]
+    if guard is not None:
+        plugin["policies"][0]["guard"] = guard
     wasm["config"]["configuration"]["value"] = json.dumps(plugin)
     return res
 
@@ -65,10 +68,11 @@ def check_split(envoy, variants, users=1500):
         assert r.served_by == expected_variant(variants, bucket("reviews", h["x-user-id"]))
 
 
-def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_path):
-    watched = tmp_path / "ecds"
-    watched.mkdir()
-    publish(watched, ecds_resource([("canary", 10), ("stable", 90)]))
+PREFIX = "extension_config_discovery.http_filter.canary-router"
+
+
+def ecds_envoy(envoys, backends, watched):
+    """The ECDS example watching `watched`, clusters on `backends` (by name)."""
     b = load_config("ecds/front-proxy-ecds.yaml")
     b["admin"]["address"]["socket_address"]["port_value"] = 0
     b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = 0
@@ -80,8 +84,15 @@ def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_pat
     source = hcm["http_filters"][0]["config_discovery"]["config_source"]["path_config_source"]
     source["path"] = str(watched / "canary-router.yaml")
     source["watched_directory"]["path"] = str(watched)
-    envoy = envoys(b)
-    prefix = "extension_config_discovery.http_filter.canary-router"
+    return envoys(b)
+
+
+def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_path):
+    watched = tmp_path / "ecds"
+    watched.mkdir()
+    publish(watched, ecds_resource([("canary", 10), ("stable", 90)]))
+    envoy = ecds_envoy(envoys, backends, watched)
+    prefix = PREFIX
     check_split(envoy, [("canary", 10), ("stable", 90)])
 
     traffic = Traffic(envoy)
@@ -112,3 +123,34 @@ def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_pat
         assert served in {expected_variant([("canary", 10), ("stable", 90)], b_),
                           expected_variant([("canary", 50), ("stable", 50)], b_)}
     print(f"{len(traffic.results)} requests during two reloads: {dict(statuses)}")
+
+
+def test_a_new_configuration_rearms_a_tripped_guard(envoys, backends, tmp_path):
+    """A guard holds a failing canary off until its hold ends or the configuration changes."""
+    canary = Backend("canary", status=503)
+    try:
+        watched = tmp_path / "ecds"
+        watched.mkdir()
+        guard = {"variant": "canary", "min_requests": 10, "max_failure_rate": 0.5,
+                 "hold_seconds": 3600}
+        publish(watched, ecds_resource([("canary", 50), ("stable", 50)], guard))
+        envoy = ecds_envoy(envoys, {"canary": canary, "stable": backends["stable"]}, watched)
+        labels = {"policy": "reviews", "variant": "canary"}
+        envoy.request_many([("/", {"x-user-id": f"t{i}"}) for i in range(60)])
+        assert wait_for(lambda: prometheus_value(envoy, "canary_router_guard_tripped",
+                                                 **labels) == 1, 10)
+        time.sleep(1)  # every worker's next tick
+        check_split(envoy, [("canary", 0), ("stable", 100)])
+
+        # The canary is fixed and a new configuration arrives (another weight): the guard
+        # starts afresh under it, long before its hour of hold.
+        control(canary, status=200)
+        reloads = stat(envoy, f"{PREFIX}.config_reload")
+        publish(watched, ecds_resource([("canary", 40), ("stable", 60)], guard))
+        assert wait_for(lambda: stat(envoy, f"{PREFIX}.config_reload") > reloads)
+        time.sleep(0.5)
+        check_split(envoy, [("canary", 40), ("stable", 60)])
+        assert prometheus_value(envoy, "canary_router_guard_tripped", **labels) == 0
+        assert prometheus_value(envoy, "canary_router_guard_trips_total", **labels) == 1
+    finally:
+        canary.stop()

@@ -518,7 +518,10 @@ impl Simulation<'_> {
             "the tripped guard"
         } else if self.route.and_then(|r| r.split_for(index)).is_some() {
             "route metadata"
-        } else if policy.ramp().is_some_and(|r| r.weight_bp(self.now).is_some()) {
+        } else if policy
+            .ramp()
+            .is_some_and(|r| r.weight_bp(self.now).is_some())
+        {
             "the ramp"
         } else {
             "node metadata"

@@ -94,6 +94,14 @@ impl Guards {
         }
     }
 
+    /// Empties this configuration's windows in shared data (which has no delete): called when a
+    /// different configuration replaces it, so replaced configurations leave only their keys.
+    pub fn release(&self) {
+        for entry in &self.entries {
+            let _ = host::set_shared_data(&entry.key, &[], 0);
+        }
+    }
+
     /// Per policy: tripped in this VM's view.
     pub fn tripped(&self) -> &[bool] {
         &self.tripped

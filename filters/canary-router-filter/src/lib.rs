@@ -247,7 +247,13 @@ impl Root {
                 self.weight_gauges =
                     metrics::set_weights(&active.config, &live, &self.weight_gauges);
                 *active.live.borrow_mut() = live;
-                self.active = Some(active);
+                if let Some(old) = self.active.replace(active) {
+                    if let Some(guards) = &old.guards {
+                        if old.config.fingerprint() != self.active_fingerprint() {
+                            guards.borrow().release();
+                        }
+                    }
+                }
                 host::set_tick_period_ms(self.tick_ms);
                 true
             }
@@ -286,6 +292,10 @@ impl Root {
                 metrics::vm_memory();
             }
         }
+    }
+
+    fn active_fingerprint(&self) -> u64 {
+        self.active.as_ref().map_or(0, |a| a.config.fingerprint())
     }
 
     /// Merges this VM's guard outcomes into the shared windows and reports the changes it made.
