@@ -55,6 +55,17 @@ TYPICAL_POLICY = {
 TYPICAL = {"variant_header": "x-canary-variant", "policies": [TYPICAL_POLICY]}
 
 
+# The typical policy with a finished ramp and a guard on the variant the measured requests get
+# (stable; the canary is its baseline), so every measured request is judged by the guard.
+GUARDED = {"variant_header": "x-canary-variant", "policies": [{
+    **TYPICAL_POLICY,
+    "ramp": {"variant": "canary", "start": "2020-01-01T00:00:00Z", "steps": [5, 10],
+             "step_seconds": 60},
+    "guard": {"variant": "stable", "baseline": "canary", "window_seconds": 10,
+              "min_requests": 1000000, "max_failure_rate": 0.5, "max_p99_ms": 60000},
+}]}
+
+
 def policies_config(n: int) -> tuple[dict, str]:
     """`n` host-matched policies (the typical policy with `hosts: [svc-i.example.com]`); returns
     the config and the Host of the middle policy, the one the requests hit."""
@@ -240,4 +251,7 @@ def all_configs(policy_counts: list[int]) -> list[BenchConfig]:
                                      host=host, group="scaling", policies=n))
     configs.append(canary_router("rules-50", "one policy with 50 rules, none of which holds",
                                  rules_config(50), group="scaling"))
+    configs.append(canary_router("guarded", "the typical config with a (finished) ramp and a "
+                                 "guard judging every measured request", GUARDED,
+                                 group="scaling"))
     return configs

@@ -174,7 +174,10 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
         "[\"svc-i.example.com\"]` (zero-padded, all hosts the same length); the request's Host is "
         "the middle policy's. `rules-50`: the typical policy with 50 rules that all fail for the "
         "request (exact / prefix / suffix / contains / regex on the `x-user-id` header, absent "
-        "headers, cookies and query parameters), then the sticky key decides.")
+        "headers, cookies and query parameters), then the sticky key decides. `guarded`: the "
+        "typical policy with a finished ramp and a guard on the variant the measured requests "
+        "get, so each of them is recorded for the guard (its 250 ms merge into shared data is "
+        "timer work, not per request).")
     add("")
     add("| configuration | instructions / request | vs 1 policy | vs `canary-router` |")
     add("| --- | ---: | ---: | ---: |")
