@@ -354,3 +354,19 @@ def test_shipped_guard_example_trips_as_its_header_says(envoys, backends, canary
     assert body["hold_seconds"] == 20
     time.sleep(PROPAGATION)
     assert all(r.served_by == "stable" and r.status == 200 for r in envoy.request_many(users))
+
+
+def test_still_failing_after_the_hold_it_trips_again(envoys, backends, canary, receiver):
+    control(canary, status=503)
+    envoy = guard_proxy(envoys, backends, canary, {
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 2,
+        "notify": {"cluster": "hooks", "path": "/hook"},
+    }, receiver, weights=(50, 50))
+    traffic = Traffic(envoy, connections=2)
+    try:
+        assert wait_for(lambda: len(receiver.events("tripped")) >= 2, 20)
+    finally:
+        traffic.stop()
+    events = [m["body"]["event"] for _, m in receiver.messages]
+    assert events[:3] == ["tripped", "rearmed", "tripped"], events
+    assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") >= 2
