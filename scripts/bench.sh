@@ -32,7 +32,7 @@ fi
 
 "$ROOT/scripts/build.sh"
 log "building the empty filter (the empty-wasm floor)"
-cargo build -q --release --target wasm32-wasip1 -p empty-filter
+cargo build -q --release --target wasm32-unknown-unknown -p empty-filter
 log "building the core micro-benchmark"
 cargo bench -q --bench decide --no-run
 

@@ -184,8 +184,8 @@ def compat_manifest(layout: Layout, module: bytes, common: dict) -> dict:
     layer_tar = tar_bytes([(PLUGIN_FILE, module)])
     layer = gzip.compress(layer_tar, compresslevel=9, mtime=0)
     config = {
-        # Go's GOOS/GOARCH for WASI preview 1 (image-spec: os/architecture use Go's values), as
-        # the module is built for wasm32-wasip1.
+        # Go's GOOS/GOARCH for WASI preview 1 (image-spec: os/architecture use Go's values): the
+        # module imports WASI preview 1 (`random_get`), which every proxy-wasm host provides.
         "architecture": "wasm",
         "os": "wasip1",
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{sha256(layer_tar)}"]},

@@ -13,7 +13,7 @@ want_test=0
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 
 installed_targets="$(rustup target list --installed)"
-for t in wasm32-wasip1 $([[ $want_test == 1 ]] && echo wasm32-unknown-unknown); do
+for t in wasm32-unknown-unknown; do  # the filter, and the core tests on wasm32
   if ! grep -qx "$t" <<<"$installed_targets"; then
     log "rustup target add $t"
     rustup target add "$t"

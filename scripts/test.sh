@@ -13,7 +13,7 @@ cargo fmt --all -- --check
 
 log "cargo clippy (core, command, filter)"
 cargo clippy -q --all-targets -- -D warnings
-cargo clippy -q --target wasm32-wasip1 -p canary-router-filter -- -D warnings
+cargo clippy -q --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
 
 log "core unit tests, native"
 cargo test -q -p canary-router

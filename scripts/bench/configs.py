@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "dist" / "canary-router.wasm"
-EMPTY_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
+EMPTY_WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "empty_filter.wasm"
 PEER_LUA = Path(__file__).resolve().parent / "peer.lua"
 
 # Every benchmark request carries this sticky key. Its bucket is xxh3_64("reviews:alice") % 10000

@@ -436,3 +436,16 @@ pub fn set_tick_period_ms(period: u32) {
     // SAFETY: a plain value.
     let _ = unsafe { proxy_set_tick_period_milliseconds(period) };
 }
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    /// WASI's entropy source. The module's only WASI import: proxy-wasm hosts (Envoy's
+    /// proxy-wasm-cpp-host) provide WASI preview 1 to every module, whatever it was built for.
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// Fills `buf` with the host's entropy; `false` if the host refused.
+pub fn random_fill(buf: &mut [u8]) -> bool {
+    // SAFETY: the slice is valid and writable for the call.
+    unsafe { random_get(buf.as_mut_ptr(), buf.len()) == 0 }
+}

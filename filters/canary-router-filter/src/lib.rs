@@ -512,7 +512,7 @@ impl Random for HostRandom {
     fn next_u64(&mut self) -> u64 {
         let mut rng = RNG.take().unwrap_or_else(|| {
             let mut seed = [0u8; 8];
-            let _ = getrandom::fill(&mut seed);
+            let _ = host::random_fill(&mut seed);
             SplitMix64::new(u64::from_le_bytes(seed))
         });
         let n = rng.next_u64();
@@ -521,7 +521,7 @@ impl Random for HostRandom {
     }
 
     fn fill(&mut self, buf: &mut [u8]) {
-        if getrandom::fill(buf).is_err() {
+        if !host::random_fill(buf) {
             // No host entropy: fall back to the generator rather than fail the request.
             for chunk in buf.chunks_mut(8) {
                 for (d, s) in chunk.iter_mut().zip(self.next_u64().to_le_bytes()) {
