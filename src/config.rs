@@ -6,7 +6,7 @@
 //! silent no-op. Decoding reports every shape error of a document, each with its JSON path, in
 //! the words serde uses (`unknown field `x``, `missing field `name``, `invalid type: …`).
 
-use crate::error::Errors;
+use crate::error::{cat, child, element, Errors};
 use crate::json::{self, Value};
 
 /// Default request header that carries the decision to the mesh's router.
@@ -175,20 +175,9 @@ pub struct RawOverride {
 // ---------------------------------------------------------------------------------------------
 // Decoding.
 
-/// `path.key`, or `key` at the root.
-pub(crate) fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 fn invalid(v: &Value, expected: &str, path: &str, errs: &mut Errors) {
-    errs.push(
-        path,
-        format!("invalid type: {}, expected {expected}", v.describe()),
-    );
+    let message = cat(&["invalid type: ", &v.describe(), ", expected ", expected]);
+    errs.push(path, &message);
 }
 
 fn string(v: &Value, path: &str, errs: &mut Errors) -> Option<String> {
@@ -226,10 +215,8 @@ fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
         Value::Number(n) if json::is_integer(n) => match json::parse_decimal(n.as_bytes()) {
             Some(n) => Some(n),
             None => {
-                errs.push(
-                    path,
-                    format!("invalid value: {}, expected u64", v.describe()),
-                );
+                let message = cat(&["invalid value: ", &v.describe(), ", expected u64"]);
+                errs.push(path, &message);
                 None
             }
         },
@@ -254,7 +241,7 @@ fn list<T>(
     let out: Vec<T> = items
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| item(v, &format!("{path}[{i}]"), errs))
+        .filter_map(|(i, v)| item(v, &element(path, i), errs))
         .collect();
     (errs.len() == before).then_some(out)
 }
@@ -284,14 +271,14 @@ fn object(
         let fpath = child(path, key);
         match fields.iter().position(|f| f == key) {
             Some(i) if seen & (1 << i) != 0 => {
-                errs.push(fpath, format!("duplicate field `{key}`"));
+                errs.push_owned(fpath, cat(&["duplicate field `", key, "`"]));
             }
             Some(i) => {
                 seen |= 1 << i;
                 field(i, value, &fpath, errs);
             }
             None => {
-                let mut message = format!("unknown field `{key}`, expected one of ");
+                let mut message = cat(&["unknown field `", key, "`, expected one of "]);
                 for (j, f) in fields.iter().enumerate() {
                     if j > 0 {
                         message.push_str(", ");
@@ -300,14 +287,14 @@ fn object(
                     message.push_str(f);
                     message.push('`');
                 }
-                errs.push(fpath, message);
+                errs.push_owned(fpath, message);
             }
         }
     }
     for &i in required {
         if seen & (1 << i) == 0 {
             let name = fields.get(i).copied().unwrap_or_default();
-            errs.push(path, format!("missing field `{name}`"));
+            errs.push(path, &cat(&["missing field `", name, "`"]));
         }
     }
     (errs.len() == before).then_some(())

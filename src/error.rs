@@ -47,22 +47,32 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Collects errors while walking a configuration, tracking the current JSON path.
+///
+/// Paths and messages are built by the plain string helpers below rather than `format!`: this
+/// code runs once per configuration, and in the Wasm module every formatting call site costs
+/// more than the helper call that replaces it.
 #[derive(Default)]
 pub struct Errors {
     list: Vec<ConfigError>,
 }
 
 impl Errors {
-    /// Records a problem at `path` (`""`, the root, is shown as `(config)`).
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let mut path = path.into();
+    /// Records `message` at `path` (`""`, the root, is shown as `(config)`).
+    pub fn push(&mut self, path: &str, message: &str) {
+        self.push_owned(path.to_string(), message.to_string());
+    }
+
+    /// Records `message` at `path.field`.
+    pub fn push_at(&mut self, path: &str, field: &str, message: &str) {
+        self.push_owned(cat(&[path, ".", field]), message.to_string());
+    }
+
+    /// [`Errors::push`] for a path and message already built.
+    pub fn push_owned(&mut self, mut path: String, message: String) {
         if path.is_empty() {
             path.push_str("(config)");
         }
-        self.list.push(ConfigError {
-            path,
-            message: message.into(),
-        });
+        self.list.push(ConfigError { path, message });
     }
 
     pub(crate) fn into_vec(self) -> Vec<ConfigError> {
@@ -89,4 +99,56 @@ impl Errors {
             Err(ConfigErrors(self.list))
         }
     }
+}
+
+/// `path.key`, or `key` at the root (`path` empty).
+pub(crate) fn child(path: &str, key: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 1 + key.len());
+    if !path.is_empty() {
+        out.push_str(path);
+        out.push('.');
+    }
+    out.push_str(key);
+    out
+}
+
+/// `path[i]`.
+pub(crate) fn element(path: &str, i: usize) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str(path);
+    out.push('[');
+    push_decimal(&mut out, i as u64);
+    out.push(']');
+    out
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut String, n: u64) {
+    let mut unit = 1;
+    while n / unit >= 10 {
+        unit *= 10;
+    }
+    loop {
+        out.push(char::from(b'0' + (n / unit % 10) as u8));
+        if unit == 1 {
+            break;
+        }
+        unit /= 10;
+    }
+}
+
+/// `n` in decimal.
+pub(crate) fn decimal(n: u64) -> String {
+    let mut out = String::new();
+    push_decimal(&mut out, n);
+    out
+}
+
+/// The parts joined: a message without the formatting machinery.
+pub(crate) fn cat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }
