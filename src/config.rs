@@ -227,27 +227,48 @@ fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
     }
 }
 
+/// A JSON array decoded item by item with `item` (errors name `path[i]`); `None` if `v` is not
+/// an array or any item had an error.
 fn list<T>(
     v: &Value,
     path: &str,
     errs: &mut Errors,
-    mut item: impl FnMut(&Value, &str, &mut Errors) -> Option<T>,
+    item: fn(&Value, &str, &mut Errors) -> Option<T>,
 ) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    let ok = items(v, path, errs, &mut |v, path, errs| {
+        if let Some(x) = item(v, path, errs) {
+            out.push(x);
+        }
+    });
+    ok.then_some(out)
+}
+
+/// Calls `each(item, path)` for every item of an array: the part of [`list`] that does not
+/// depend on the item type. False if `v` is not an array or any item had an error.
+fn items(
+    v: &Value,
+    path: &str,
+    errs: &mut Errors,
+    each: &mut dyn FnMut(&Value, &str, &mut Errors),
+) -> bool {
     let Value::Array(items) = v else {
         invalid(v, "a sequence", path, errs);
-        return None;
+        return false;
     };
     let before = errs.len();
-    let out: Vec<T> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| item(v, &element(path, i), errs))
-        .collect();
-    (errs.len() == before).then_some(out)
+    for (i, v) in items.iter().enumerate() {
+        each(v, &element(path, i), errs);
+    }
+    errs.len() == before
 }
 
 fn strings(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
     list(v, path, errs, string)
+}
+
+fn numbers(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
+    list(v, path, errs, number)
 }
 
 /// Walks the members of an object with fields `fields`: calls `field(index, value, path)` for
@@ -259,7 +280,7 @@ fn object(
     fields: &[&str],
     required: &[usize],
     errs: &mut Errors,
-    mut field: impl FnMut(usize, &Value, &str, &mut Errors),
+    field: &mut dyn FnMut(usize, &Value, &str, &mut Errors),
 ) -> Option<()> {
     let Value::Object(members) = v else {
         invalid(v, "a map", path, errs);
@@ -305,7 +326,7 @@ fn opt<T>(
     v: &Value,
     path: &str,
     errs: &mut Errors,
-    decode: impl FnOnce(&Value, &str, &mut Errors) -> Option<T>,
+    decode: fn(&Value, &str, &mut Errors) -> Option<T>,
 ) -> Option<T> {
     match v {
         Value::Null => None,
@@ -332,13 +353,20 @@ impl RawConfig {
             "filter_state",
             "policies",
         ];
-        object(v, "", &fields, &[4], errs, |i, v, path, errs| match i {
-            0 => c.variant_header = opt(v, path, errs, string),
-            1 => set(&mut c.expose_variant, boolean(v, path, errs)),
-            2 => set(&mut c.route_metadata, boolean(v, path, errs)),
-            3 => set(&mut c.filter_state, boolean(v, path, errs)),
-            _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
-        })?;
+        object(
+            v,
+            "",
+            &fields,
+            &[4],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => c.variant_header = opt(v, path, errs, string),
+                1 => set(&mut c.expose_variant, boolean(v, path, errs)),
+                2 => set(&mut c.route_metadata, boolean(v, path, errs)),
+                3 => set(&mut c.filter_state, boolean(v, path, errs)),
+                _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
+            },
+        )?;
         Some(c)
     }
 }
@@ -365,14 +393,14 @@ impl RawPolicy {
             &fields,
             &[0, 6],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut p.name, string(v, path, errs)),
                 1 => p.hosts = opt(v, path, errs, strings),
                 2 => p.path_prefix = opt(v, path, errs, string),
                 3 => p.routes = opt(v, path, errs, strings),
                 4 => p.salt = opt(v, path, errs, string),
                 5 => set(&mut p.trust_incoming, boolean(v, path, errs)),
-                6 => set(&mut p.variants, list(v, path, errs, RawVariant::decode)),
+                6 => set(&mut p.variants, RawVariant::decode_list(v, path, errs)),
                 7 => p.sticky = opt(v, path, errs, RawSticky::decode),
                 8 => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
                 9 => p.ramp = opt(v, path, errs, RawRamp::decode),
@@ -401,10 +429,10 @@ impl RawRamp {
             &fields,
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.variant, string(v, path, errs)),
                 1 => set(&mut r.start, string(v, path, errs)),
-                2 => r.steps = opt(v, path, errs, |v, path, errs| list(v, path, errs, number)),
+                2 => r.steps = opt(v, path, errs, numbers),
                 3 => r.step_seconds = opt(v, path, errs, unsigned),
                 4 => r.from = opt(v, path, errs, number),
                 5 => r.to = opt(v, path, errs, number),
@@ -428,16 +456,23 @@ impl RawGuard {
             "hold_seconds",
             "notify",
         ];
-        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
-            0 => set(&mut g.variant, string(v, path, errs)),
-            1 => g.baseline = opt(v, path, errs, string),
-            2 => g.window_seconds = opt(v, path, errs, unsigned),
-            3 => g.min_requests = opt(v, path, errs, unsigned),
-            4 => g.max_failure_rate = opt(v, path, errs, number),
-            5 => g.max_p99_ms = opt(v, path, errs, unsigned),
-            6 => g.hold_seconds = opt(v, path, errs, unsigned),
-            _ => g.notify = opt(v, path, errs, RawNotify::decode),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[0],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => set(&mut g.variant, string(v, path, errs)),
+                1 => g.baseline = opt(v, path, errs, string),
+                2 => g.window_seconds = opt(v, path, errs, unsigned),
+                3 => g.min_requests = opt(v, path, errs, unsigned),
+                4 => g.max_failure_rate = opt(v, path, errs, number),
+                5 => g.max_p99_ms = opt(v, path, errs, unsigned),
+                6 => g.hold_seconds = opt(v, path, errs, unsigned),
+                _ => g.notify = opt(v, path, errs, RawNotify::decode),
+            },
+        )?;
         Some(g)
     }
 }
@@ -452,7 +487,7 @@ impl RawNotify {
             &fields,
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut n.cluster, string(v, path, errs)),
                 1 => set(&mut n.path, string(v, path, errs)),
                 2 => n.authority = opt(v, path, errs, string),
@@ -471,14 +506,20 @@ fn string_map(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<(String, S
         return None;
     };
     let before = errs.len();
-    let out: Vec<_> = members
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), string(v, &child(path, k), errs)?)))
-        .collect();
+    let mut out = Vec::with_capacity(members.len());
+    for (k, v) in members {
+        if let Some(v) = string(v, &child(path, k), errs) {
+            out.push((k.clone(), v));
+        }
+    }
     (errs.len() == before).then_some(out)
 }
 
 impl RawVariant {
+    fn decode_list(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<RawVariant>> {
+        list(v, path, errs, RawVariant::decode)
+    }
+
     fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawVariant> {
         let mut r = RawVariant::default();
         object(
@@ -487,7 +528,7 @@ impl RawVariant {
             &["name", "weight"],
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.name, string(v, path, errs)),
                 _ => set(&mut r.weight, number(v, path, errs)),
             },
@@ -505,7 +546,7 @@ impl RawSticky {
             &["keys", "cookie"],
             &[],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut s.keys, list(v, path, errs, RawKey::decode)),
                 _ => s.cookie = opt(v, path, errs, RawCookie::decode),
             },
@@ -518,12 +559,19 @@ impl RawKey {
     fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawKey> {
         let mut k = RawKey::default();
         let fields = ["header", "cookie", "query", "source_ip"];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
-            0 => k.header = opt(v, path, errs, string),
-            1 => k.cookie = opt(v, path, errs, string),
-            2 => k.query = opt(v, path, errs, string),
-            _ => k.source_ip = opt(v, path, errs, boolean),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => k.header = opt(v, path, errs, string),
+                1 => k.cookie = opt(v, path, errs, string),
+                2 => k.query = opt(v, path, errs, string),
+                _ => k.source_ip = opt(v, path, errs, boolean),
+            },
+        )?;
         Some(k)
     }
 }
@@ -540,15 +588,22 @@ impl RawCookie {
             "http_only",
             "same_site",
         ];
-        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
-            0 => set(&mut c.name, string(v, path, errs)),
-            1 => c.max_age = opt(v, path, errs, unsigned),
-            2 => c.path = opt(v, path, errs, string),
-            3 => c.domain = opt(v, path, errs, string),
-            4 => set(&mut c.secure, boolean(v, path, errs)),
-            5 => set(&mut c.http_only, boolean(v, path, errs)),
-            _ => c.same_site = opt(v, path, errs, string),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[0],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => set(&mut c.name, string(v, path, errs)),
+                1 => c.max_age = opt(v, path, errs, unsigned),
+                2 => c.path = opt(v, path, errs, string),
+                3 => c.domain = opt(v, path, errs, string),
+                4 => set(&mut c.secure, boolean(v, path, errs)),
+                5 => set(&mut c.http_only, boolean(v, path, errs)),
+                _ => c.same_site = opt(v, path, errs, string),
+            },
+        )?;
         Some(c)
     }
 }
@@ -562,7 +617,7 @@ impl RawRule {
             &["variant", "match"],
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.variant, string(v, path, errs)),
                 _ => set(&mut r.matches, list(v, path, errs, RawMatch::decode)),
             },
@@ -586,7 +641,7 @@ impl RawMatch {
             "present",
             "regex",
         ];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| {
+        object(v, path, &fields, &[], errs, &mut |i, v, path, errs| {
             if i == 8 {
                 m.present = opt(v, path, errs, boolean);
                 return;
@@ -613,15 +668,18 @@ impl RawOverride {
     pub fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawOverride> {
         let mut o = RawOverride::default();
         let fields = ["policy", "enabled", "variants"];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
-            0 => o.policy = opt(v, path, errs, string),
-            1 => o.enabled = opt(v, path, errs, boolean),
-            _ => {
-                o.variants = opt(v, path, errs, |v, path, errs| {
-                    list(v, path, errs, RawVariant::decode)
-                })
-            }
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => o.policy = opt(v, path, errs, string),
+                1 => o.enabled = opt(v, path, errs, boolean),
+                _ => o.variants = opt(v, path, errs, RawVariant::decode_list),
+            },
+        )?;
         Some(o)
     }
 }
