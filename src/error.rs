@@ -11,7 +11,9 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        f.write_str(&self.path)?;
+        f.write_str(": ")?;
+        f.write_str(&self.message)
     }
 }
 
@@ -38,7 +40,7 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{e}")?;
+            fmt::Display::fmt(e, f)?;
         }
         Ok(())
     }
@@ -123,17 +125,20 @@ pub(crate) fn element(path: &str, i: usize) -> String {
 }
 
 /// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut String, n: u64) {
-    let mut unit = 1;
-    while n / unit >= 10 {
-        unit *= 10;
-    }
-    loop {
-        out.push(char::from(b'0' + (n / unit % 10) as u8));
-        if unit == 1 {
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    // Least significant digit first; `u64::MAX` has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    for d in digits.iter_mut() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 {
             break;
         }
-        unit /= 10;
+    }
+    for d in digits.iter().take(len).rev() {
+        out.push(char::from(*d));
     }
 }
 

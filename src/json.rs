@@ -6,7 +6,7 @@
 //! durations are converted exactly (no binary floating point anywhere in the core). Nesting is
 //! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
 
-use std::fmt::Write as _;
+use crate::error::{cat, push_decimal};
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -29,10 +29,11 @@ impl Value {
     pub fn describe(&self) -> String {
         match self {
             Value::Null => "null".into(),
-            Value::Bool(b) => format!("boolean `{b}`"),
-            Value::Number(n) if is_integer(n) => format!("integer `{n}`"),
-            Value::Number(n) => format!("floating point `{n}`"),
-            Value::String(s) => format!("string {}", quote(s)),
+            Value::Bool(true) => "boolean `true`".into(),
+            Value::Bool(false) => "boolean `false`".into(),
+            Value::Number(n) if is_integer(n) => cat(&["integer `", n, "`"]),
+            Value::Number(n) => cat(&["floating point `", n, "`"]),
+            Value::String(s) => cat(&["string ", &quote(s)]),
             Value::Array(_) => "sequence".into(),
             Value::Object(_) => "map".into(),
         }
@@ -111,7 +112,11 @@ pub fn quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                // `\u00XX`, lowercase hex.
+                out.push_str("\\u00");
+                for nibble in [c as u32 >> 4, c as u32 & 0xf] {
+                    out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                }
             }
             c => out.push(c),
         }
@@ -170,7 +175,9 @@ impl Parser<'_> {
                     path.push_str(k);
                 }
                 Seg::Index(i) => {
-                    let _ = write!(path, "[{i}]");
+                    path.push('[');
+                    push_decimal(&mut path, *i as u64);
+                    path.push(']');
                 }
             }
         }

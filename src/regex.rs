@@ -18,6 +18,8 @@
 
 use std::cell::RefCell;
 
+use crate::error::{cat, decimal};
+
 /// Deepest nesting of groups accepted.
 pub const MAX_NEST: usize = 64;
 /// Largest `n` in `{n}`, `{n,}`, `{n,m}`.
@@ -41,7 +43,8 @@ impl Regex {
     /// Compiles `pattern`; the error says what is wrong and at which character.
     pub fn new(pattern: &str) -> Result<Regex, String> {
         if pattern.chars().count() > MAX_PATTERN {
-            return Err(format!("pattern longer than {MAX_PATTERN} characters"));
+            let max = decimal(MAX_PATTERN as u64);
+            return Err(cat(&["pattern longer than ", &max, " characters"]));
         }
         let mut parser = Parser {
             chars: pattern.chars().collect(),
@@ -50,10 +53,12 @@ impl Regex {
         };
         let node = parser.alternation(Flags::default())?;
         if parser.pos < parser.chars.len() {
-            return Err(format!(
-                "unopened group: ')' at position {} has no '('",
-                parser.pos
-            ));
+            let at = decimal(parser.pos as u64);
+            return Err(cat(&[
+                "unopened group: ')' at position ",
+                &at,
+                " has no '('",
+            ]));
         }
         let mut program = Vec::new();
         emit(&node, &mut program)?;
@@ -314,7 +319,7 @@ impl Parser {
     }
 
     fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("{what} at position {}", self.pos))
+        Err(cat(&[what, " at position ", &decimal(self.pos as u64)]))
     }
 
     /// `a|b|…` up to an unmatched `)` or the end.
@@ -415,7 +420,8 @@ impl Parser {
             return self.err("invalid repetition: expected a number");
         }
         if n > MAX_REPEAT {
-            return self.err(&format!("repetition count exceeds {MAX_REPEAT}"));
+            let max = decimal(u64::from(MAX_REPEAT));
+            return self.err(&cat(&["repetition count exceeds ", &max]));
         }
         Ok(n)
     }
@@ -423,7 +429,8 @@ impl Parser {
     /// After `(`: a group, or `None` for a flag setting `(?i)` (which changes `flags`).
     fn group(&mut self, flags: &mut Flags) -> Result<Option<Node>, String> {
         if self.depth >= MAX_NEST {
-            return self.err(&format!("groups nested deeper than {MAX_NEST}"));
+            let max = decimal(MAX_NEST as u64);
+            return self.err(&cat(&["groups nested deeper than ", &max]));
         }
         let mut inner = *flags;
         if self.eat('?') {
@@ -529,7 +536,7 @@ impl Parser {
             'b' if !in_class => Escaped::Look(Look::WordBoundary),
             'B' if !in_class => Escaped::Look(Look::NotWordBoundary),
             c if c.is_ascii_punctuation() || c == ' ' => Escaped::Char(c),
-            c => return self.err(&format!("unsupported escape \\{c}")),
+            c => return self.err(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])),
         })
     }
 
@@ -664,7 +671,7 @@ impl Parser {
             "upper" => vec![('A', 'Z')],
             "word" => WORD.to_vec(),
             "xdigit" => vec![('0', '9'), ('A', 'F'), ('a', 'f')],
-            _ => return self.err(&format!("unknown class [:{name}:]")),
+            _ => return self.err(&cat(&["unknown class [:", &name, ":]"])),
         };
         ranges.extend(if negated { complement(set) } else { set });
         self.pos = end + 2;
@@ -749,9 +756,12 @@ fn push_range(out: &mut Vec<(char, char)>, lo: u32, hi: u32) {
 
 fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
     if p.len() > MAX_PROGRAM {
-        return Err(format!(
-            "pattern too large: more than {MAX_PROGRAM} instructions once compiled"
-        ));
+        let max = decimal(MAX_PROGRAM as u64);
+        return Err(cat(&[
+            "pattern too large: more than ",
+            &max,
+            " instructions once compiled",
+        ]));
     }
     match node {
         Node::Empty => {}
