@@ -656,23 +656,10 @@ impl Parser {
             Some(n) => (true, n.to_string()),
             None => (false, name),
         };
-        let set: Vec<(char, char)> = match name.as_str() {
-            "alnum" => vec![('0', '9'), ('A', 'Z'), ('a', 'z')],
-            "alpha" => vec![('A', 'Z'), ('a', 'z')],
-            "ascii" => vec![('\0', '\u{7f}')],
-            "blank" => vec![('\t', '\t'), (' ', ' ')],
-            "cntrl" => vec![('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')],
-            "digit" => vec![('0', '9')],
-            "graph" => vec![('!', '~')],
-            "lower" => vec![('a', 'z')],
-            "print" => vec![(' ', '~')],
-            "punct" => vec![('!', '/'), (':', '@'), ('[', '`'), ('{', '~')],
-            "space" => SPACE.to_vec(),
-            "upper" => vec![('A', 'Z')],
-            "word" => WORD.to_vec(),
-            "xdigit" => vec![('0', '9'), ('A', 'F'), ('a', 'f')],
-            _ => return self.err(&cat(&["unknown class [:", &name, ":]"])),
+        let Some((_, set)) = POSIX.iter().find(|(n, _)| *n == name) else {
+            return self.err(&cat(&["unknown class [:", &name, ":]"]));
         };
+        let set = set.to_vec();
         ranges.extend(if negated { complement(set) } else { set });
         self.pos = end + 2;
         Ok(())
@@ -687,6 +674,24 @@ enum Escaped {
 
 const WORD: [(char, char); 4] = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
 const SPACE: [(char, char); 2] = [('\t', '\r'), (' ', ' ')];
+
+/// The `[:name:]` classes (ASCII, as in RE2).
+const POSIX: [(&str, &[(char, char)]); 14] = [
+    ("alnum", &[('0', '9'), ('A', 'Z'), ('a', 'z')]),
+    ("alpha", &[('A', 'Z'), ('a', 'z')]),
+    ("ascii", &[('\0', '\u{7f}')]),
+    ("blank", &[('\t', '\t'), (' ', ' ')]),
+    ("cntrl", &[('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')]),
+    ("digit", &[('0', '9')]),
+    ("graph", &[('!', '~')]),
+    ("lower", &[('a', 'z')]),
+    ("print", &[(' ', '~')]),
+    ("punct", &[('!', '/'), (':', '@'), ('[', '`'), ('{', '~')]),
+    ("space", &SPACE),
+    ("upper", &[('A', 'Z')]),
+    ("word", &WORD),
+    ("xdigit", &[('0', '9'), ('A', 'F'), ('a', 'f')]),
+];
 
 fn literal(c: char, flags: Flags) -> Node {
     if flags.fold && c.is_ascii_alphabetic() {
