@@ -16,7 +16,8 @@
 //! The engine was written for this project to keep the Wasm module small; its answers are
 //! checked against the `regex-lite` crate in the tests.
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::fmt;
 
 use crate::error::{cat, decimal};
 
@@ -32,11 +33,18 @@ const MAX_STACKED_REPEAT: usize = 8;
 pub const MAX_PROGRAM: usize = 20_000;
 
 /// A compiled pattern that matches whole values.
-#[derive(Debug)]
 pub struct Regex {
     program: Vec<Inst>,
     /// Thread lists reused between matches (taken while matching, so re-entrance is safe).
-    cache: RefCell<Option<Threads>>,
+    cache: Cell<Option<Threads>>,
+}
+
+impl fmt::Debug for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Regex")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Regex {
@@ -65,7 +73,7 @@ impl Regex {
         program.push(Inst::Match);
         Ok(Regex {
             program,
-            cache: RefCell::new(None),
+            cache: Cell::new(None),
         })
     }
 
@@ -73,11 +81,10 @@ impl Regex {
     pub fn is_full_match(&self, text: &str) -> bool {
         let mut threads = self
             .cache
-            .borrow_mut()
             .take()
             .unwrap_or_else(|| Threads::new(self.program.len()));
         let matched = self.run(text, &mut threads);
-        *self.cache.borrow_mut() = Some(threads);
+        self.cache.set(Some(threads));
         matched
     }
 
