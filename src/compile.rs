@@ -410,7 +410,16 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
     for (i, p) in raw.policies.iter().enumerate() {
         let path = element("policies", i);
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Some(first) = seen.insert(p.name.clone(), index) {
+        // The same lookup as the policy index's (one copy of the hashing code): the name is
+        // copied only when new, and a repeat names the previous policy of that name.
+        let previous = match seen.entry_ref(p.name.as_str()) {
+            hashbrown::hash_map::EntryRef::Occupied(mut e) => Some(e.insert(index)),
+            hashbrown::hash_map::EntryRef::Vacant(e) => {
+                e.insert(index);
+                None
+            }
+        };
+        if let Some(first) = previous {
             let message = cat(&[
                 "duplicate policy name ",
                 &quote(&p.name),
