@@ -217,21 +217,18 @@ impl Parser<'_> {
             Some(b'"') => self.string().map(Value::String),
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(_) => {
-                for (word, v) in [
-                    ("true", Value::Bool(true)),
-                    ("false", Value::Bool(false)),
-                    ("null", Value::Null),
-                ] {
-                    if self
-                        .bytes
-                        .get(self.pos..)
-                        .is_some_and(|r| r.starts_with(word.as_bytes()))
-                    {
-                        self.pos += word.len();
-                        return Ok(v);
-                    }
-                }
-                Err("expected value")
+                let rest = self.bytes.get(self.pos..).unwrap_or_default();
+                let (len, v) = if rest.starts_with(b"true") {
+                    (4, Value::Bool(true))
+                } else if rest.starts_with(b"false") {
+                    (5, Value::Bool(false))
+                } else if rest.starts_with(b"null") {
+                    (4, Value::Null)
+                } else {
+                    return Err("expected value");
+                };
+                self.pos += len;
+                Ok(v)
             }
         }
     }
@@ -450,7 +447,7 @@ pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64,
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (num, exp) = match body.find(['e', 'E']) {
+    let (num, exp) = match body.bytes().position(|b| b == b'e' || b == b'E') {
         Some(i) => (
             body.get(..i).unwrap_or_default(),
             body.get(i + 1..)
