@@ -325,8 +325,9 @@ impl Parser {
         }
     }
 
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(cat(&[what, " at position ", &decimal(self.pos as u64)]))
+    /// `what` at the current position: the text of every syntax error.
+    fn error(&self, what: &str) -> String {
+        cat(&[what, " at position ", &decimal(self.pos as u64)])
     }
 
     /// `a|b|…` up to an unmatched `)` or the end.
@@ -372,7 +373,7 @@ impl Parser {
 
     fn repeat(&mut self, items: &mut Vec<Node>, min: u32, max: Option<u32>) -> Result<(), String> {
         let Some(node) = items.pop() else {
-            return self.err("repetition operator missing expression");
+            return Err(self.error("repetition operator missing expression"));
         };
         // `a**` is valid; a long run of operators only deepens the program's nesting.
         let mut stacked = 0;
@@ -382,7 +383,7 @@ impl Parser {
             inner = node;
         }
         if stacked >= MAX_STACKED_REPEAT {
-            return self.err("too many repetition operators in a row");
+            return Err(self.error("too many repetition operators in a row"));
         }
         // Lazy (`*?`) and greedy match the same values.
         self.eat('?');
@@ -408,10 +409,10 @@ impl Parser {
             Some(min)
         };
         if !self.eat('}') {
-            return self.err("invalid repetition: expected '}'");
+            return Err(self.error("invalid repetition: expected '}'"));
         }
         if max.is_some_and(|max| max < min) {
-            return self.err("invalid repetition range: min is greater than max");
+            return Err(self.error("invalid repetition range: min is greater than max"));
         }
         Ok((min, max))
     }
@@ -424,11 +425,11 @@ impl Parser {
             self.pos += 1;
         }
         if self.pos == start {
-            return self.err("invalid repetition: expected a number");
+            return Err(self.error("invalid repetition: expected a number"));
         }
         if n > MAX_REPEAT {
             let max = decimal(u64::from(MAX_REPEAT));
-            return self.err(&cat(&["repetition count exceeds ", &max]));
+            return Err(self.error(&cat(&["repetition count exceeds ", &max])));
         }
         Ok(n)
     }
@@ -437,13 +438,13 @@ impl Parser {
     fn group(&mut self, flags: &mut Flags) -> Result<Option<Node>, String> {
         if self.depth >= MAX_NEST {
             let max = decimal(MAX_NEST as u64);
-            return self.err(&cat(&["groups nested deeper than ", &max]));
+            return Err(self.error(&cat(&["groups nested deeper than ", &max])));
         }
         let mut inner = *flags;
         if self.eat('?') {
             if self.eat('P') || self.peek() == Some('<') {
                 if !self.eat('<') {
-                    return self.err("invalid group: expected '<' after '(?P'");
+                    return Err(self.error("invalid group: expected '<' after '(?P'"));
                 }
                 let start = self.pos;
                 while self
@@ -453,13 +454,13 @@ impl Parser {
                     self.pos += 1;
                 }
                 if self.pos == start || !self.eat('>') {
-                    return self.err("invalid group name");
+                    return Err(self.error("invalid group name"));
                 }
             } else {
                 let mut on = true;
                 loop {
                     let Some(c) = self.peek() else {
-                        return self.err("unclosed group flags");
+                        return Err(self.error("unclosed group flags"));
                     };
                     self.pos += 1;
                     match c {
@@ -476,7 +477,7 @@ impl Parser {
                         _ => {
                             let mut flag = String::from("unsupported flag ");
                             flag.push_str(&crate::json::quote(c.encode_utf8(&mut [0; 4])));
-                            return self.err(&flag);
+                            return Err(self.error(&flag));
                         }
                     }
                 }
@@ -486,7 +487,7 @@ impl Parser {
         let node = self.alternation(inner)?;
         self.depth -= 1;
         if !self.eat(')') {
-            return self.err("unclosed group");
+            return Err(self.error("unclosed group"));
         }
         // A group keeps its repetition apart from one applied to the group.
         Ok(Some(match node {
@@ -497,7 +498,7 @@ impl Parser {
 
     fn atom(&mut self, flags: Flags) -> Result<Node, String> {
         let Some(c) = self.peek() else {
-            return self.err("unexpected end");
+            return Err(self.error("unexpected end"));
         };
         self.pos += 1;
         Ok(match c {
@@ -525,7 +526,7 @@ impl Parser {
     /// After `\`. In a class (`in_class`), anchors are not allowed.
     fn escape(&mut self, in_class: bool) -> Result<Escaped, String> {
         let Some(c) = self.peek() else {
-            return self.err("incomplete escape");
+            return Err(self.error("incomplete escape"));
         };
         self.pos += 1;
         Ok(match c {
@@ -543,7 +544,9 @@ impl Parser {
             'b' if !in_class => Escaped::Look(Look::WordBoundary),
             'B' if !in_class => Escaped::Look(Look::NotWordBoundary),
             c if c.is_ascii_punctuation() || c == ' ' => Escaped::Char(c),
-            c => return self.err(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])),
+            c => {
+                return Err(self.error(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])))
+            }
         })
     }
 
@@ -567,7 +570,7 @@ impl Parser {
         };
         match char::from_u32(code) {
             Some(c) if ok => Ok(c),
-            _ => self.err("invalid \\x escape"),
+            _ => Err(self.error("invalid \\x escape")),
         }
     }
 
@@ -578,7 +581,7 @@ impl Parser {
         let mut first = true;
         loop {
             let Some(c) = self.peek() else {
-                return self.err("unclosed character class");
+                return Err(self.error("unclosed character class"));
             };
             if c == ']' && !first {
                 self.pos += 1;
@@ -596,16 +599,16 @@ impl Parser {
                     ranges.extend(if neg { complement(set) } else { set });
                     continue;
                 }
-                Escaped::Look(_) => return self.err("anchor in a character class"),
+                Escaped::Look(_) => return Err(self.error("anchor in a character class")),
             };
             // A range `lo-hi`, unless the '-' is last (`[a-]`).
             if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
                 self.pos += 1;
                 let Escaped::Char(hi) = self.class_char()? else {
-                    return self.err("invalid range in character class");
+                    return Err(self.error("invalid range in character class"));
                 };
                 if hi < lo {
-                    return self.err("invalid range in character class: start is after end");
+                    return Err(self.error("invalid range in character class: start is after end"));
                 }
                 ranges.push((lo, hi));
             } else {
@@ -635,7 +638,7 @@ impl Parser {
 
     fn class_char(&mut self) -> Result<Escaped, String> {
         let Some(c) = self.peek() else {
-            return self.err("unclosed character class");
+            return Err(self.error("unclosed character class"));
         };
         self.pos += 1;
         if c == '\\' {
@@ -651,7 +654,7 @@ impl Parser {
         let end = (start..self.chars.len().saturating_sub(1))
             .find(|&i| self.chars.get(i) == Some(&':') && self.chars.get(i + 1) == Some(&']'));
         let Some(end) = end else {
-            return self.err("unclosed [: :] class");
+            return Err(self.error("unclosed [: :] class"));
         };
         let name: String = self
             .chars
@@ -664,7 +667,7 @@ impl Parser {
             None => (false, name),
         };
         let Some((_, set)) = POSIX.iter().find(|(n, _)| *n == name) else {
-            return self.err(&cat(&["unknown class [:", &name, ":]"]));
+            return Err(self.error(&cat(&["unknown class [:", &name, ":]"])));
         };
         let set = set.to_vec();
         ranges.extend(if negated { complement(set) } else { set });
