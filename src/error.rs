@@ -23,10 +23,13 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError {
-            path: path.into(),
-            message: message.into(),
-        }])
+        Self::single_owned(path.into(), message.into())
+    }
+
+    /// [`ConfigErrors::single`] without the conversions: one copy of the code for every
+    /// argument type.
+    fn single_owned(path: String, message: String) -> Self {
+        ConfigErrors(vec![ConfigError { path, message }])
     }
 
     pub fn errors(&self) -> &[ConfigError] {
