@@ -235,32 +235,18 @@ fn list<T>(
     errs: &mut Errors,
     item: fn(&Value, &str, &mut Errors) -> Option<T>,
 ) -> Option<Vec<T>> {
-    let mut out = Vec::new();
-    let ok = items(v, path, errs, &mut |v, path, errs| {
-        if let Some(x) = item(v, path, errs) {
-            out.push(x);
-        }
-    });
-    ok.then_some(out)
-}
-
-/// Calls `each(item, path)` for every item of an array: the part of [`list`] that does not
-/// depend on the item type. False if `v` is not an array or any item had an error.
-fn items(
-    v: &Value,
-    path: &str,
-    errs: &mut Errors,
-    each: &mut dyn FnMut(&Value, &str, &mut Errors),
-) -> bool {
     let Value::Array(items) = v else {
         invalid(v, "a sequence", path, errs);
-        return false;
+        return None;
     };
     let before = errs.len();
+    let mut out = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {
-        each(v, &element(path, i), errs);
+        if let Some(x) = item(v, &element(path, i), errs) {
+            out.push(x);
+        }
     }
-    errs.len() == before
+    (errs.len() == before).then_some(out)
 }
 
 fn strings(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
