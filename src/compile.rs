@@ -593,16 +593,9 @@ fn compile_guard(
     errs: &mut Errors,
 ) -> Option<Guard> {
     let before = errs.len();
-    let find = |name: &str, field: &str, errs: &mut Errors| {
-        let i = variants.iter().position(|v| v.name == name);
-        if i.is_none() && !variants.is_empty() {
-            errs.push_at(path, field, &unknown_variant(name, variants));
-        }
-        i
-    };
-    let variant = find(&g.variant, "variant", errs);
+    let variant = find_variant(variants, &g.variant, path, "variant", errs);
     let baseline = match &g.baseline {
-        Some(b) => find(b, "baseline", errs),
+        Some(b) => find_variant(variants, b, path, "baseline", errs),
         None => variants.len().checked_sub(1),
     };
     if variant.is_some() && variant == baseline {
@@ -717,12 +710,10 @@ fn compile_ramp(
     errs: &mut Errors,
 ) -> Option<Ramp> {
     let before = errs.len();
-    let variant = variants.iter().position(|v| v.name == r.variant);
+    let variant = find_variant(variants, &r.variant, path, "variant", errs);
     let last = variants.len().saturating_sub(1);
     match variant {
-        None if !variants.is_empty() => {
-            errs.push_at(path, "variant", &unknown_variant(&r.variant, variants))
-        }
+        None => {}
         Some(i) if i == last => errs.push_at(
             path,
             "variant",
@@ -887,14 +878,27 @@ pub fn format_percent(bp: u32) -> String {
     out
 }
 
-/// "unknown variant X; the policy has [...]".
-fn unknown_variant(name: &str, variants: &[Variant]) -> String {
-    cat(&[
-        "unknown variant ",
-        &quote(name),
-        "; the policy has ",
-        &quote_list(variants.iter().map(|v| v.name.as_str())),
-    ])
+/// The index of the variant called `name`; when there is none, reports "unknown variant X;
+/// the policy has [...]" at `path.field` (unless the policy has no variants at all, an error
+/// of its own).
+fn find_variant(
+    variants: &[Variant],
+    name: &str,
+    path: &str,
+    field: &str,
+    errs: &mut Errors,
+) -> Option<usize> {
+    let i = variants.iter().position(|v| v.name == name);
+    if i.is_none() && !variants.is_empty() {
+        let message = cat(&[
+            "unknown variant ",
+            &quote(name),
+            "; the policy has ",
+            &quote_list(variants.iter().map(|v| v.name.as_str())),
+        ]);
+        errs.push_at(path, field, &message);
+    }
+    i
 }
 
 /// "N is out of range; expected 1 to MAX".
@@ -1042,12 +1046,9 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
         attributes.push_str("; HttpOnly");
     }
     if let Some(s) = &c.same_site {
-        let v = match s.to_ascii_lowercase().as_str() {
-            "strict" => Some("Strict"),
-            "lax" => Some("Lax"),
-            "none" => Some("None"),
-            _ => None,
-        };
+        let v = ["Strict", "Lax", "None"]
+            .into_iter()
+            .find(|v| v.eq_ignore_ascii_case(s));
         match v {
             Some(v) => {
                 if v == "None" && !c.secure {
@@ -1093,10 +1094,7 @@ fn compile_rule(
     errs: &mut Errors,
 ) -> Option<Rule> {
     let before = errs.len();
-    let variant = variants.iter().position(|v| v.name == r.variant);
-    if variant.is_none() && !variants.is_empty() {
-        errs.push_at(path, "variant", &unknown_variant(&r.variant, variants));
-    }
+    let variant = find_variant(variants, &r.variant, path, "variant", errs);
     let match_path = child(path, "match");
     if r.matches.is_empty() {
         errs.push(&match_path, "must list at least one condition");
