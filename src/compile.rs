@@ -807,7 +807,7 @@ fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> (Vec<Varian
     let checked = check_weights(&p.variants, &vpath, errs);
     let mut variants = Vec::with_capacity(checked.len());
     let mut weights = Vec::with_capacity(checked.len());
-    for (name, w) in checked {
+    for &(name, w) in &checked {
         variants.push(Variant {
             name: name.to_string(),
         });

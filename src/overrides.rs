@@ -42,15 +42,11 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
     let base = child("node", NODE_METADATA_KEY);
     // The document as a whole first (policy name → anything), then each override on its own,
     // so that one bad entry does not take the others with it.
-    let ignored_all = |errors: ConfigErrors| -> Vec<ConfigError> {
-        errors
-            .0
-            .into_iter()
-            .map(|e| ConfigError {
-                path: e.path,
-                message: cat(&[&e.message, " (all node metadata overrides ignored)"]),
-            })
-            .collect()
+    let ignored_all = |mut errors: ConfigErrors| -> Vec<ConfigError> {
+        for e in &mut errors.0 {
+            e.message.push_str(" (all node metadata overrides ignored)");
+        }
+        errors.0
     };
     let entries = match crate::json::parse(json.as_bytes()) {
         Ok(Value::Object(entries)) => entries,
@@ -75,12 +71,11 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
         match RawOverride::decode(value, &path, &mut errs) {
             Some(raw) if errs.is_empty() => map.push((name.clone(), raw)),
             _ => {
-                for e in errs.into_vec() {
-                    warnings.push(ConfigError {
-                        path: e.path,
-                        message: cat(&[&e.message, "; override ignored"]),
-                    });
+                let mut list = errs.into_vec();
+                for e in &mut list {
+                    e.message.push_str("; override ignored");
                 }
+                warnings.append(&mut list);
             }
         }
     }
@@ -117,10 +112,7 @@ fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, Conf
             errs.push(&vpath, "must list at least one variant");
         }
         let mut weights = vec![0u16; policy.variants.len()];
-        for (j, (name, bp)) in check_weights(list, &vpath, &mut errs)
-            .into_iter()
-            .enumerate()
-        {
+        for (j, &(name, bp)) in check_weights(list, &vpath, &mut errs).iter().enumerate() {
             match policy.variant_index(name).and_then(|i| weights.get_mut(i)) {
                 Some(w) => *w = bp,
                 None => {
