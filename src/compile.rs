@@ -531,7 +531,9 @@ fn compile_policy(
             let keys_path = child(&sticky, "keys");
             let mut keys = Vec::with_capacity(s.keys.len());
             for (j, k) in s.keys.iter().enumerate() {
-                keys.extend(compile_key(k, &element(&keys_path, j), errs));
+                if let Some(key) = compile_key(k, &element(&keys_path, j), errs) {
+                    keys.push(key);
+                }
             }
             let cookie = s
                 .cookie
@@ -544,13 +546,9 @@ fn compile_policy(
     let rules_path = child(path, "rules");
     let mut rules = Vec::with_capacity(p.rules.len());
     for (j, r) in p.rules.iter().enumerate() {
-        rules.extend(compile_rule(
-            r,
-            &variants,
-            &element(&rules_path, j),
-            env,
-            errs,
-        ));
+        if let Some(rule) = compile_rule(r, &variants, &element(&rules_path, j), env, errs) {
+            rules.push(rule);
+        }
     }
 
     let ramp = p
@@ -1099,20 +1097,18 @@ fn compile_rule(
     if r.matches.is_empty() {
         errs.push(&match_path, "must list at least one condition");
     }
-    let mut compiled = Vec::with_capacity(r.matches.len());
+    // Every condition is compiled (and its errors reported) even after one that never holds.
+    let mut conditions = Vec::with_capacity(r.matches.len());
+    let mut never = false;
     for (k, m) in r.matches.iter().enumerate() {
-        compiled.extend(compile_condition(m, &element(&match_path, k), env, errs));
-    }
-    if errs.len() != before {
-        return None;
-    }
-    let mut conditions = Vec::with_capacity(compiled.len());
-    for c in compiled {
-        match c {
-            Compiled::PerRequest(c) => conditions.push(c),
-            Compiled::Constant(true) => {}
-            Compiled::Constant(false) => return None,
+        match compile_condition(m, &element(&match_path, k), env, errs) {
+            Some(Compiled::PerRequest(c)) => conditions.push(c),
+            Some(Compiled::Constant(false)) => never = true,
+            Some(Compiled::Constant(true)) | None => {}
         }
+    }
+    if errs.len() != before || never {
+        return None;
     }
     variant.map(|variant| Rule {
         variant,

@@ -97,7 +97,7 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
         };
         match resolve(raw, policy, &path) {
             Ok(split) => policy.split = split,
-            Err(errs) => warnings.extend(errs.0),
+            Err(mut errs) => warnings.append(&mut errs.0),
         }
     }
     warnings

@@ -596,7 +596,7 @@ impl Parser {
             let lo = match lo {
                 Escaped::Char(c) => c,
                 Escaped::Class(set, neg) => {
-                    ranges.extend(if neg { complement(set) } else { set });
+                    ranges.append(&mut if neg { complement(set) } else { set });
                     continue;
                 }
                 Escaped::Look(_) => return Err(self.error("anchor in a character class")),
@@ -628,7 +628,7 @@ impl Parser {
                     }
                 }
             }
-            ranges.extend(folded);
+            ranges.append(&mut folded);
         }
         Ok(Node::Class {
             ranges: normalize(ranges),
@@ -669,8 +669,11 @@ impl Parser {
         let Some((_, set)) = POSIX.iter().find(|(n, _)| *n == name) else {
             return Err(self.error(&cat(&["unknown class [:", &name, ":]"])));
         };
-        let set = set.to_vec();
-        ranges.extend(if negated { complement(set) } else { set });
+        if negated {
+            ranges.append(&mut complement(set.to_vec()));
+        } else {
+            ranges.extend_from_slice(set);
+        }
         self.pos = end + 2;
         Ok(())
     }
