@@ -204,13 +204,11 @@ impl Split {
     /// `weights_bp` are basis points (1/100 of a percent) per variant, summing to 10 000.
     pub(crate) fn new(weights_bp: Vec<u16>, enabled: bool) -> Split {
         let mut end: u16 = 0;
-        let ends = weights_bp
-            .iter()
-            .map(|w| {
-                end = end.saturating_add(*w).min(BUCKETS);
-                end
-            })
-            .collect();
+        let mut ends = Vec::with_capacity(weights_bp.len());
+        for w in &weights_bp {
+            end = end.saturating_add(*w).min(BUCKETS);
+            ends.push(end);
+        }
         Split {
             weights_bp,
             ends,

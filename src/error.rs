@@ -154,7 +154,11 @@ pub(crate) fn decimal(n: u64) -> String {
 
 /// The parts joined: a message without the formatting machinery.
 pub(crate) fn cat(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    let mut len = 0;
+    for part in parts {
+        len += part.len();
+    }
+    let mut out = String::with_capacity(len);
     for part in parts {
         out.push_str(part);
     }

@@ -736,7 +736,7 @@ fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
         }
     }
     let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
-    for (lo, hi) in ranges {
+    for &(lo, hi) in &ranges {
         match out.last_mut() {
             Some(last) if (lo as u32) <= (last.1 as u32).saturating_add(1) => {
                 last.1 = last.1.max(hi)
@@ -751,7 +751,7 @@ fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
 fn complement(set: Vec<(char, char)>) -> Vec<(char, char)> {
     let mut out = Vec::new();
     let mut next: u32 = 0;
-    for (lo, hi) in normalize(set) {
+    for &(lo, hi) in &normalize(set) {
         if (lo as u32) > next {
             push_range(&mut out, next, lo as u32 - 1);
         }
@@ -814,7 +814,7 @@ fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
                 }
             }
             let end = p.len() as u32;
-            for j in jumps {
+            for &j in &jumps {
                 if let Some(Inst::Jump(to)) = p.get_mut(j) {
                     *to = end;
                 }
@@ -845,7 +845,7 @@ fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
                         emit(node, p)?;
                     }
                     let end = p.len() as u32;
-                    for s in splits {
+                    for &s in &splits {
                         if let Some(Inst::Split(_, b)) = p.get_mut(s) {
                             *b = end;
                         }
