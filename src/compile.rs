@@ -674,7 +674,7 @@ fn compile_notify(n: &RawNotify, path: &str, errs: &mut Errors) -> Option<Notify
     let headers_path = child(path, "headers");
     for (name, value) in n.headers.iter().flatten() {
         match header_name(name) {
-            Ok(_) if value.bytes().any(|b| b < b' ' && b != b'\t') => errs.push_at(
+            Ok(_) if value.as_bytes().iter().any(|&b| b < b' ' && b != b'\t') => errs.push_at(
                 &headers_path,
                 name,
                 "header value must not contain control characters",
@@ -1201,8 +1201,9 @@ fn name(n: &str) -> Result<(), String> {
         ]));
     }
     if !n
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        .as_bytes()
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(cat(&[
             "name ",
@@ -1221,25 +1222,27 @@ fn header_name(h: &str) -> Result<String, String> {
     if h.starts_with(':') {
         return Err(quoted(h, ": pseudo-headers cannot be used here"));
     }
-    if !h.bytes().all(is_tchar) {
+    if !h.as_bytes().iter().all(is_tchar) {
         return Err(quoted(h, " is not a valid header name"));
     }
     Ok(h.to_ascii_lowercase())
 }
 
 fn cookie_name(c: &str) -> Result<(), String> {
-    if c.is_empty() || !c.bytes().all(is_tchar) {
+    if c.is_empty() || !c.as_bytes().iter().all(is_tchar) {
         return Err(quoted(c, " is not a valid cookie name"));
     }
     Ok(())
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn is_tchar(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
 }
 
 fn attribute_value(v: &str) -> bool {
-    v.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
+    v.as_bytes()
+        .iter()
+        .all(|&b| b > 0x20 && b < 0x7f && b != b';')
 }
 
 /// A host selector: `reviews`, `*.example.com` or `*`, returned lowercase without a trailing
@@ -1276,8 +1279,9 @@ fn host_pattern(h: &str) -> Result<String, String> {
         ));
     }
     if !rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        .as_bytes()
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
     {
         return Err(quoted(h, " is not a valid host name"));
     }

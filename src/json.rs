@@ -80,7 +80,7 @@ impl Value {
 
 /// True for a number written without fraction or exponent.
 pub(crate) fn is_integer(n: &str) -> bool {
-    !n.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
+    !n.as_bytes().iter().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
 /// ASCII decimal digits (at least one, nothing else) as a number; `None` on overflow. One
@@ -447,7 +447,7 @@ pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64,
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (num, exp) = match body.bytes().position(|b| b == b'e' || b == b'E') {
+    let (num, exp) = match body.as_bytes().iter().position(|&b| b == b'e' || b == b'E') {
         Some(i) => (
             body.get(..i).unwrap_or_default(),
             body.get(i + 1..)
