@@ -163,8 +163,16 @@ type Step<T> = Result<T, &'static str>;
 impl Parser<'_> {
     fn error(&self, message: &str) -> SyntaxError {
         let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
-        let line = 1 + before.iter().filter(|b| **b == b'\n').count();
-        let column = 1 + before.iter().rev().take_while(|b| **b != b'\n').count();
+        let mut line = 1;
+        let mut column = 1;
+        for &b in before {
+            if b == b'\n' {
+                line += 1;
+                column = 1;
+            } else {
+                column += 1;
+            }
+        }
         let mut path = String::new();
         for seg in &self.path {
             match seg {
