@@ -656,12 +656,10 @@ impl Parser {
         let Some(end) = end else {
             return Err(self.error("unclosed [: :] class"));
         };
-        let name: String = self
-            .chars
-            .get(start..end)
-            .unwrap_or_default()
-            .iter()
-            .collect();
+        let mut name = String::new();
+        for &c in self.chars.get(start..end).unwrap_or_default() {
+            name.push(c);
+        }
         let (negated, name) = match name.strip_prefix('^') {
             Some(n) => (true, n.to_string()),
             None => (false, name),
