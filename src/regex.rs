@@ -530,7 +530,7 @@ impl Parser {
         };
         self.pos += 1;
         Ok(match c {
-            'd' | 'D' => Escaped::Class(vec![('0', '9')], c == 'D'),
+            'd' | 'D' => Escaped::Class(DIGIT.to_vec(), c == 'D'),
             'w' | 'W' => Escaped::Class(WORD.to_vec(), c == 'W'),
             's' | 'S' => Escaped::Class(SPACE.to_vec(), c == 'S'),
             't' => Escaped::Char('\t'),
@@ -683,6 +683,7 @@ enum Escaped {
     Look(Look),
 }
 
+const DIGIT: [(char, char); 1] = [('0', '9')];
 const WORD: [(char, char); 4] = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
 const SPACE: [(char, char); 2] = [('\t', '\r'), (' ', ' ')];
 
@@ -693,7 +694,7 @@ const POSIX: [(&str, &[(char, char)]); 14] = [
     ("ascii", &[('\0', '\u{7f}')]),
     ("blank", &[('\t', '\t'), (' ', ' ')]),
     ("cntrl", &[('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')]),
-    ("digit", &[('0', '9')]),
+    ("digit", &DIGIT),
     ("graph", &[('!', '~')]),
     ("lower", &[('a', 'z')]),
     ("print", &[(' ', '~')]),
