@@ -259,7 +259,8 @@ fn numbers(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
 
 /// Walks the members of an object with fields `fields`: calls `field(index, value, path)` for
 /// each known member; reports unknown and repeated members, and `required` ones (indexes into
-/// `fields`) that are missing. `None` if `v` is not an object or had any error.
+/// `fields`) that are missing. `None` if `v` is not an object or had any error. `field` is a
+/// `dyn` callback so that the Wasm module holds one walker, not one per object type.
 fn object(
     v: &Value,
     path: &str,
