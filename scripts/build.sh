@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds the proxy-wasm filter in release and writes dist/canary-router.wasm:
 #   cargo build for wasm32-unknown-unknown (opt-level "z", LTO, panic = abort, stripped), then
-#   Binaryen's wasm-opt
-#   (installed by scripts/setup.sh), which takes another ~20 % off the module: control flow
-#   re-structured (--flatten --rereloop), then -Oz until nothing changes.
+#   Binaryen's wasm-opt (installed by scripts/setup.sh), which takes another ~20 % off the
+#   module: control flow re-structured (--flatten --rereloop), then -Oz until nothing changes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

@@ -8,7 +8,7 @@ use crate::config::{
     RawConfig, RawCookie, RawGuard, RawKey, RawMatch, RawNotify, RawPolicy, RawRamp, RawRule,
     RawVariant, DEFAULT_VARIANT_HEADER,
 };
-use crate::error::{ConfigError, ConfigErrors, Errors};
+use crate::error::{cat, child, decimal, element, push_decimal, ConfigError, ConfigErrors, Errors};
 use crate::guard::{Guard, Notify, MAX_WINDOW_SECONDS};
 use crate::index::PolicyIndex;
 use crate::json::{quote, FixedError};
@@ -204,13 +204,11 @@ impl Split {
     /// `weights_bp` are basis points (1/100 of a percent) per variant, summing to 10 000.
     pub(crate) fn new(weights_bp: Vec<u16>, enabled: bool) -> Split {
         let mut end: u16 = 0;
-        let ends = weights_bp
-            .iter()
-            .map(|w| {
-                end = end.saturating_add(*w).min(BUCKETS);
-                end
-            })
-            .collect();
+        let mut ends = Vec::with_capacity(weights_bp.len());
+        for w in &weights_bp {
+            end = end.saturating_add(*w).min(BUCKETS);
+            ends.push(end);
+        }
         Split {
             weights_bp,
             ends,
@@ -340,13 +338,13 @@ pub enum Op {
 /// Parses JSON into the raw configuration, naming the JSON path on error.
 pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
     if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigErrors::single(
-            "(config)",
-            format!(
-                "configuration is {} bytes; the limit is {MAX_CONFIG_BYTES}",
-                bytes.len()
-            ),
-        ));
+        let message = cat(&[
+            "configuration is ",
+            &decimal(bytes.len() as u64),
+            " bytes; the limit is ",
+            &decimal(MAX_CONFIG_BYTES as u64),
+        ]);
+        return Err(ConfigErrors::single("(config)", message));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ConfigErrors::single(
@@ -368,13 +366,17 @@ pub(crate) fn syntax_error(e: &crate::json::SyntaxError, base: &str) -> ConfigEr
         (true, _) if e.path.is_empty() => "(config)".to_string(),
         (true, _) => e.path.clone(),
         (false, _) if e.path.is_empty() => base.to_string(),
-        (false, true) => format!("{base}{}", e.path),
-        (false, false) => format!("{base}.{}", e.path),
+        (false, true) => cat(&[base, &e.path]),
+        (false, false) => child(base, &e.path),
     };
-    ConfigErrors::single(
-        path,
-        format!("{} at line {} column {}", e.message, e.line, e.column),
-    )
+    let message = cat(&[
+        &e.message,
+        " at line ",
+        &decimal(e.line as u64),
+        " column ",
+        &decimal(e.column as u64),
+    ]);
+    ConfigErrors::single(path, message)
 }
 
 /// Validates a raw configuration and builds its runtime form, reporting every error found.
@@ -392,7 +394,7 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
         Some(h) => match header_name(h) {
             Ok(h) => h,
             Err(m) => {
-                errs.push("variant_header", m);
+                errs.push("variant_header", &m);
                 String::new()
             }
         },
@@ -404,16 +406,26 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
     let mut policies = Vec::with_capacity(raw.policies.len());
     let mut seen = crate::index::NameMap::with_capacity(raw.policies.len());
     for (i, p) in raw.policies.iter().enumerate() {
-        let path = format!("policies[{i}]");
+        let path = element("policies", i);
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Some(first) = seen.insert(p.name.clone(), index) {
-            errs.push(
-                format!("{path}.name"),
-                format!(
-                    "duplicate policy name {} (also policies[{first}])",
-                    quote(&p.name)
-                ),
-            );
+        // The same lookup as the policy index's (one copy of the hashing code): the name is
+        // copied only when new, and a repeat names the previous policy of that name.
+        let previous = match seen.entry_ref(p.name.as_str()) {
+            hashbrown::hash_map::EntryRef::Occupied(mut e) => Some(e.insert(index)),
+            hashbrown::hash_map::EntryRef::Vacant(e) => {
+                e.insert(index);
+                None
+            }
+        };
+        if let Some(first) = previous {
+            let message = cat(&[
+                "duplicate policy name ",
+                &quote(&p.name),
+                " (also ",
+                &element("policies", first as usize),
+                ")",
+            ]);
+            errs.push_at(&path, "name", &message);
         }
         if let Some(policy) = compile_policy(p, &path, env, &mut errs) {
             policies.push(policy);
@@ -447,59 +459,54 @@ fn compile_policy(
 ) -> Option<Policy> {
     let before = errs.len();
     if let Err(m) = name(&p.name) {
-        errs.push(format!("{path}.name"), m);
+        errs.push_at(path, "name", &m);
     }
 
     let hosts = p.hosts.as_ref().map(|hosts| {
         if hosts.is_empty() {
-            errs.push(
-                format!("{path}.hosts"),
+            errs.push_at(
+                path,
+                "hosts",
                 "must not be empty; omit it to match any host",
             );
         }
-        hosts
-            .iter()
-            .enumerate()
-            .filter_map(|(j, h)| match host_pattern(h) {
-                Ok(h) => Some(h),
-                Err(m) => {
-                    errs.push(format!("{path}.hosts[{j}]"), m);
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
+        let mut patterns = Vec::with_capacity(hosts.len());
+        for (j, h) in hosts.iter().enumerate() {
+            match host_pattern(h) {
+                Ok(h) => patterns.push(h),
+                Err(m) => errs.push_owned(element(&child(path, "hosts"), j), m),
+            }
+        }
+        patterns
     });
 
     if let Some(prefix) = &p.path_prefix {
         if !prefix.starts_with('/') {
-            errs.push(
-                format!("{path}.path_prefix"),
-                format!("{} must start with '/'", quote(prefix)),
-            );
+            errs.push_at(path, "path_prefix", &quoted(prefix, " must start with '/'"));
         }
     }
 
     if let Some(routes) = &p.routes {
         if routes.is_empty() {
-            errs.push(
-                format!("{path}.routes"),
+            errs.push_at(
+                path,
+                "routes",
                 "must not be empty; omit it to match any route",
             );
         }
         for (j, r) in routes.iter().enumerate() {
             if r.is_empty() {
-                errs.push(
-                    format!("{path}.routes[{j}]"),
-                    "route name must not be empty",
-                );
+                let at = element(&child(path, "routes"), j);
+                errs.push(&at, "route name must not be empty");
             }
         }
     }
 
     let salt = p.salt.as_deref().unwrap_or(&p.name);
     if p.salt.as_deref() == Some("") {
-        errs.push(
-            format!("{path}.salt"),
+        errs.push_at(
+            path,
+            "salt",
             "must not be empty; omit it to use the policy name",
         );
     }
@@ -512,42 +519,45 @@ fn compile_policy(
     let (keys, cookie) = match &p.sticky {
         None => (Vec::new(), None),
         Some(s) => {
+            let sticky = child(path, "sticky");
             if s.keys.is_empty() && s.cookie.is_none() {
                 errs.push(
-                    format!("{path}.sticky"),
+                    &sticky,
                     "set \"keys\", \"cookie\" or both; omit \"sticky\" for a random split",
                 );
             }
-            let keys = s
-                .keys
-                .iter()
-                .enumerate()
-                .filter_map(|(j, k)| compile_key(k, &format!("{path}.sticky.keys[{j}]"), errs))
-                .collect();
+            let keys_path = child(&sticky, "keys");
+            let mut keys = Vec::with_capacity(s.keys.len());
+            for (j, k) in s.keys.iter().enumerate() {
+                if let Some(key) = compile_key(k, &element(&keys_path, j), errs) {
+                    keys.push(key);
+                }
+            }
             let cookie = s
                 .cookie
                 .as_ref()
-                .and_then(|c| compile_cookie(c, &format!("{path}.sticky.cookie"), errs));
+                .and_then(|c| compile_cookie(c, &child(&sticky, "cookie"), errs));
             (keys, cookie)
         }
     };
 
-    let rules = p
-        .rules
-        .iter()
-        .enumerate()
-        .filter_map(|(j, r)| compile_rule(r, &variants, &format!("{path}.rules[{j}]"), env, errs))
-        .collect();
+    let rules_path = child(path, "rules");
+    let mut rules = Vec::with_capacity(p.rules.len());
+    for (j, r) in p.rules.iter().enumerate() {
+        if let Some(rule) = compile_rule(r, &variants, &element(&rules_path, j), env, errs) {
+            rules.push(rule);
+        }
+    }
 
     let ramp = p
         .ramp
         .as_ref()
-        .and_then(|r| compile_ramp(r, &variants, &weights, &format!("{path}.ramp"), errs));
+        .and_then(|r| compile_ramp(r, &variants, &weights, &child(path, "ramp"), errs));
 
     let guard = p
         .guard
         .as_ref()
-        .and_then(|g| compile_guard(g, &variants, &format!("{path}.guard"), errs));
+        .and_then(|g| compile_guard(g, &variants, &child(path, "guard"), errs));
 
     if errs.len() != before {
         return None;
@@ -579,34 +589,22 @@ fn compile_guard(
     errs: &mut Errors,
 ) -> Option<Guard> {
     let before = errs.len();
-    let find = |name: &str, field: &str, errs: &mut Errors| {
-        let i = variants.iter().position(|v| v.name == name);
-        if i.is_none() && !variants.is_empty() {
-            errs.push(format!("{path}.{field}"), unknown_variant(name, variants));
-        }
-        i
-    };
-    let variant = find(&g.variant, "variant", errs);
+    let variant = find_variant(variants, &g.variant, path, "variant", errs);
     let baseline = match &g.baseline {
-        Some(b) => find(b, "baseline", errs),
+        Some(b) => find_variant(variants, b, path, "baseline", errs),
         None => variants.len().checked_sub(1),
     };
     if variant.is_some() && variant == baseline {
-        errs.push(
-            format!("{path}.baseline"),
-            format!(
-                "the baseline must be another variant than {}",
-                quote(&g.variant)
-            ),
-        );
+        let message = cat(&[
+            "the baseline must be another variant than ",
+            &quote(&g.variant),
+        ]);
+        errs.push_at(path, "baseline", &message);
     }
     let ranged = |v: Option<u64>, default: u64, max: u64, field: &str, errs: &mut Errors| {
         let v = v.unwrap_or(default);
         if v == 0 || v > max {
-            errs.push(
-                format!("{path}.{field}"),
-                format!("{v} is out of range; expected 1 to {max}"),
-            );
+            errs.push_at(path, field, &out_of_range(v, max));
         }
         u32::try_from(v).unwrap_or_default()
     };
@@ -626,15 +624,11 @@ fn compile_guard(
         match crate::json::fixed_point(text, 6, 1_000_000) {
             Ok(ppm) => u32::try_from(ppm).unwrap_or_default(),
             Err(e) => {
-                errs.push(
-                    format!("{path}.max_failure_rate"),
-                    match e {
-                        FixedError::Precision => format!("{text} has more than six decimals"),
-                        FixedError::Range => {
-                            format!("{text} must be a fraction from 0 to 1 (0.05 is 5 %)")
-                        }
-                    },
-                );
+                let problem = match e {
+                    FixedError::Precision => " has more than six decimals",
+                    FixedError::Range => " must be a fraction from 0 to 1 (0.05 is 5 %)",
+                };
+                errs.push_at(path, "max_failure_rate", &cat(&[text, problem]));
                 0
             }
         }
@@ -648,7 +642,7 @@ fn compile_guard(
     let notify = g
         .notify
         .as_ref()
-        .and_then(|n| compile_notify(n, &format!("{path}.notify"), errs));
+        .and_then(|n| compile_notify(n, &child(path, "notify"), errs));
     if errs.len() != before {
         return None;
     }
@@ -667,30 +661,26 @@ fn compile_guard(
 fn compile_notify(n: &RawNotify, path: &str, errs: &mut Errors) -> Option<Notify> {
     let before = errs.len();
     if n.cluster.is_empty() {
-        errs.push(format!("{path}.cluster"), "must name an Envoy cluster");
+        errs.push_at(path, "cluster", "must name an Envoy cluster");
     }
     if !n.path.starts_with('/') {
-        errs.push(
-            format!("{path}.path"),
-            format!("{} must start with '/'", quote(&n.path)),
-        );
+        errs.push_at(path, "path", &quoted(&n.path, " must start with '/'"));
     }
     let timeout_ms = n.timeout_ms.unwrap_or(5000);
     if timeout_ms == 0 || timeout_ms > 60_000 {
-        errs.push(
-            format!("{path}.timeout_ms"),
-            format!("{timeout_ms} is out of range; expected 1 to 60000"),
-        );
+        errs.push_at(path, "timeout_ms", &out_of_range(timeout_ms, 60_000));
     }
     let mut headers = Vec::new();
+    let headers_path = child(path, "headers");
     for (name, value) in n.headers.iter().flatten() {
         match header_name(name) {
-            Ok(_) if value.bytes().any(|b| b < b' ' && b != b'\t') => errs.push(
-                format!("{path}.headers.{name}"),
+            Ok(_) if value.as_bytes().iter().any(|&b| b < b' ' && b != b'\t') => errs.push_at(
+                &headers_path,
+                name,
                 "header value must not contain control characters",
             ),
             Ok(h) => headers.push((h, value.clone())),
-            Err(m) => errs.push(format!("{path}.headers.{name}"), m),
+            Err(m) => errs.push_at(&headers_path, name, &m),
         }
     }
     if errs.len() != before {
@@ -716,27 +706,25 @@ fn compile_ramp(
     errs: &mut Errors,
 ) -> Option<Ramp> {
     let before = errs.len();
-    let variant = variants.iter().position(|v| v.name == r.variant);
+    let variant = find_variant(variants, &r.variant, path, "variant", errs);
     let last = variants.len().saturating_sub(1);
     match variant {
-        None if !variants.is_empty() => errs.push(
-            format!("{path}.variant"),
-            unknown_variant(&r.variant, variants),
-        ),
-        Some(i) if i == last => errs.push(
-            format!("{path}.variant"),
+        None => {}
+        Some(i) if i == last => errs.push_at(
+            path,
+            "variant",
             "the last variant takes the remainder; ramp another one",
         ),
         // Buckets are laid out in variant order: a variant between the ramped one and the
         // last would shift as the ramp moves, and its users with it.
-        Some(i) if i + 1 != last => errs.push(
-            format!("{path}.variant"),
-            format!(
-                "list the ramped variant just before the last one ({}), so that the variants \
-                 between do not shift as the ramp moves",
-                quote(variants.get(last).map_or("", |v| v.name.as_str()))
-            ),
-        ),
+        Some(i) if i + 1 != last => {
+            let message = cat(&[
+                "list the ramped variant just before the last one (",
+                &quote(variants.get(last).map_or("", |v| v.name.as_str())),
+                "), so that the variants between do not shift as the ramp moves",
+            ]);
+            errs.push_at(path, "variant", &message);
+        }
         _ => {}
     }
     // What the other variants (but the last) keep.
@@ -746,42 +734,43 @@ fn compile_ramp(
         match weight_bp(text) {
             Ok(bp) if u32::from(bp) <= room => bp,
             Ok(_) => {
-                errs.push(
-                    at,
-                    format!(
-                        "weight {text} leaves no room for the other variants' {}",
-                        format_percent(fixed)
-                    ),
-                );
+                let message = cat(&[
+                    "weight ",
+                    text,
+                    " leaves no room for the other variants' ",
+                    &format_percent(fixed),
+                ]);
+                errs.push_owned(at, message);
                 0
             }
             Err(m) => {
-                errs.push(at, m);
+                errs.push_owned(at, m);
                 0
             }
         }
     };
     let start = parse_rfc3339(&r.start).unwrap_or_else(|m| {
-        errs.push(format!("{path}.start"), m);
+        errs.push_at(path, "start", &m);
         0
     });
     let form = match (&r.steps, r.step_seconds, &r.from, &r.to, r.duration_seconds) {
         (Some(steps), Some(step_seconds), None, None, None) => {
+            let steps_path = child(path, "steps");
             if steps.is_empty() {
-                errs.push(format!("{path}.steps"), "must list at least one weight");
+                errs.push(&steps_path, "must list at least one weight");
+            }
+            let mut bp = Vec::with_capacity(steps.len());
+            for (j, w) in steps.iter().enumerate() {
+                bp.push(weight(w, element(&steps_path, j), errs));
             }
             RampForm::Steps {
-                steps: steps
-                    .iter()
-                    .enumerate()
-                    .map(|(j, w)| weight(w, format!("{path}.steps[{j}]"), errs))
-                    .collect(),
+                steps: bp,
                 step_seconds,
             }
         }
         (None, None, Some(from), Some(to), Some(duration)) => RampForm::Linear {
-            from: weight(from, format!("{path}.from"), errs),
-            to: weight(to, format!("{path}.to"), errs),
+            from: weight(from, child(path, "from"), errs),
+            to: weight(to, child(path, "to"), errs),
             duration,
         },
         _ => {
@@ -806,19 +795,21 @@ fn compile_ramp(
 }
 
 fn compile_variants(p: &RawPolicy, path: &str, errs: &mut Errors) -> (Vec<Variant>, Vec<u16>) {
+    let vpath = child(path, "variants");
     if p.variants.is_empty() {
-        errs.push(format!("{path}.variants"), "must list at least one variant");
+        errs.push(&vpath, "must list at least one variant");
         return (Vec::new(), Vec::new());
     }
-    let checked = check_weights(&p.variants, &format!("{path}.variants"), errs);
-    let variants = p
-        .variants
-        .iter()
-        .map(|v| Variant {
-            name: v.name.clone(),
-        })
-        .collect();
-    (variants, checked.into_iter().map(|(_, w)| w).collect())
+    let checked = check_weights(&p.variants, &vpath, errs);
+    let mut variants = Vec::with_capacity(checked.len());
+    let mut weights = Vec::with_capacity(checked.len());
+    for &(name, w) in &checked {
+        variants.push(Variant {
+            name: name.to_string(),
+        });
+        weights.push(w);
+    }
+    (variants, weights)
 }
 
 /// Checks a `variants` list (names valid and unique, weights percentages with at most two
@@ -832,23 +823,24 @@ pub(crate) fn check_weights<'a>(
     let mut total: u32 = 0;
     let mut weights_ok = true;
     for (j, v) in list.iter().enumerate() {
-        let vpath = format!("{path}[{j}]");
+        let vpath = element(path, j);
         if let Err(m) = name(&v.name) {
-            errs.push(format!("{vpath}.name"), m);
+            errs.push_at(&vpath, "name", &m);
         }
         if let Some(first) = out.iter().position(|(n, _)| *n == v.name) {
-            errs.push(
-                format!("{vpath}.name"),
-                format!(
-                    "duplicate variant name {} (also {path}[{first}])",
-                    quote(&v.name)
-                ),
-            );
+            let message = cat(&[
+                "duplicate variant name ",
+                &quote(&v.name),
+                " (also ",
+                &element(path, first),
+                ")",
+            ]);
+            errs.push_at(&vpath, "name", &message);
         }
         let bp = match weight_bp(&v.weight) {
             Ok(bp) => bp,
             Err(m) => {
-                errs.push(format!("{vpath}.weight"), m);
+                errs.push_at(&vpath, "weight", &m);
                 weights_ok = false;
                 0
             }
@@ -857,47 +849,80 @@ pub(crate) fn check_weights<'a>(
         out.push((&v.name, bp));
     }
     if weights_ok && total != u32::from(BUCKETS) {
-        errs.push(
-            path,
-            format!(
-                "weights sum to {}, they must sum to 100",
-                format_percent(total)
-            ),
-        );
+        let message = cat(&[
+            "weights sum to ",
+            &format_percent(total),
+            ", they must sum to 100",
+        ]);
+        errs.push(path, &message);
     }
     out
 }
 
 /// Formats basis points as a percentage: 1000 → "10", 1050 → "10.5", 1005 → "10.05".
 pub fn format_percent(bp: u32) -> String {
-    let whole = bp / 100;
+    let mut out = decimal(u64::from(bp / 100));
     let frac = bp % 100;
-    if frac == 0 {
-        whole.to_string()
-    } else if frac % 10 == 0 {
-        format!("{whole}.{}", frac / 10)
-    } else {
-        format!("{whole}.{frac:02}")
+    if frac != 0 {
+        out.push('.');
+        if frac < 10 {
+            out.push('0');
+        }
+        let frac = if frac % 10 == 0 { frac / 10 } else { frac };
+        push_decimal(&mut out, u64::from(frac));
     }
+    out
 }
 
-/// "unknown variant X; the policy has [...]".
-fn unknown_variant(name: &str, variants: &[Variant]) -> String {
-    format!(
-        "unknown variant {}; the policy has {}",
-        quote(name),
-        quote_list(variants.iter().map(|v| v.name.as_str()))
-    )
+/// The index of the variant called `name`; when there is none, reports "unknown variant X;
+/// the policy has [...]" at `path.field` (unless the policy has no variants at all, an error
+/// of its own).
+fn find_variant(
+    variants: &[Variant],
+    name: &str,
+    path: &str,
+    field: &str,
+    errs: &mut Errors,
+) -> Option<usize> {
+    let i = variants.iter().position(|v| v.name == name);
+    if i.is_none() && !variants.is_empty() {
+        let message = cat(&[
+            "unknown variant ",
+            &quote(name),
+            "; the policy has ",
+            &quote_list(variants.iter().map(|v| v.name.as_str())),
+        ]);
+        errs.push_at(path, field, &message);
+    }
+    i
+}
+
+/// "N is out of range; expected 1 to MAX".
+fn out_of_range(v: u64, max: u64) -> String {
+    cat(&[
+        &decimal(v),
+        " is out of range; expected 1 to ",
+        &decimal(max),
+    ])
+}
+
+/// `value` quoted, followed by `rest`: the shape of most messages about one value.
+fn quoted(value: &str, rest: &str) -> String {
+    let mut message = quote(value);
+    message.push_str(rest);
+    message
 }
 
 /// A percentage with at most two decimals (a JSON number as written), as basis points.
 pub(crate) fn weight_bp(w: &str) -> Result<u16, String> {
     match crate::json::fixed_point(w, 2, u64::from(BUCKETS)) {
         Ok(bp) => u16::try_from(bp).map_err(|_| String::new()),
-        Err(FixedError::Precision) => Err(format!("weight {w} has more than two decimals")),
-        Err(FixedError::Range) => Err(format!(
-            "weight {w} must be between 0 and 100 (a percentage)"
-        )),
+        Err(FixedError::Precision) => Err(cat(&["weight ", w, " has more than two decimals"])),
+        Err(FixedError::Range) => Err(cat(&[
+            "weight ",
+            w,
+            " must be between 0 and 100 (a percentage)",
+        ])),
     }
 }
 
@@ -930,8 +955,9 @@ fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
     }
     if let Some(ip) = k.source_ip {
         if !ip {
-            errs.push(
-                format!("{path}.source_ip"),
+            errs.push_at(
+                path,
+                "source_ip",
                 "must be true; remove the key to disable it",
             );
             return None;
@@ -957,7 +983,7 @@ fn compile_source(
         match header_name(h) {
             Ok(h) => Some(Source::Header(h)),
             Err(m) => {
-                errs.push(format!("{path}.header"), m);
+                errs.push_at(path, "header", &m);
                 None
             }
         }
@@ -965,16 +991,13 @@ fn compile_source(
         match cookie_name(c) {
             Ok(()) => Some(Source::Cookie(c.clone())),
             Err(m) => {
-                errs.push(format!("{path}.cookie"), m);
+                errs.push_at(path, "cookie", &m);
                 None
             }
         }
     } else if let Some(q) = query {
         if q.is_empty() {
-            errs.push(
-                format!("{path}.query"),
-                "query parameter name must not be empty",
-            );
+            errs.push_at(path, "query", "query parameter name must not be empty");
             None
         } else {
             Some(Source::Query(q.clone()))
@@ -987,31 +1010,27 @@ fn compile_source(
 fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<StickyCookie> {
     let before = errs.len();
     if let Err(m) = cookie_name(&c.name) {
-        errs.push(format!("{path}.name"), m);
+        errs.push_at(path, "name", &m);
     }
     let mut attributes = String::new();
     if let Some(max_age) = c.max_age {
-        attributes.push_str(&format!("; Max-Age={max_age}"));
+        attributes.push_str("; Max-Age=");
+        push_decimal(&mut attributes, max_age);
     }
     if let Some(p) = &c.path {
         if !p.starts_with('/') || !attribute_value(p) {
-            errs.push(
-                format!("{path}.path"),
-                format!(
-                    "{} must start with '/' and hold no ';', control characters or spaces",
-                    quote(p)
-                ),
+            let message = quoted(
+                p,
+                " must start with '/' and hold no ';', control characters or spaces",
             );
+            errs.push_at(path, "path", &message);
         }
         attributes.push_str("; Path=");
         attributes.push_str(p);
     }
     if let Some(d) = &c.domain {
         if d.is_empty() || !attribute_value(d) {
-            errs.push(
-                format!("{path}.domain"),
-                format!("{} is not a valid cookie domain", quote(d)),
-            );
+            errs.push_at(path, "domain", &quoted(d, " is not a valid cookie domain"));
         }
         attributes.push_str("; Domain=");
         attributes.push_str(d);
@@ -1023,26 +1042,25 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
         attributes.push_str("; HttpOnly");
     }
     if let Some(s) = &c.same_site {
-        let v = match s.to_ascii_lowercase().as_str() {
-            "strict" => Some("Strict"),
-            "lax" => Some("Lax"),
-            "none" => Some("None"),
-            _ => None,
-        };
+        let v = ["Strict", "Lax", "None"]
+            .into_iter()
+            .find(|v| v.eq_ignore_ascii_case(s));
         match v {
             Some(v) => {
                 if v == "None" && !c.secure {
-                    errs.push(
-                        format!("{path}.same_site"),
+                    errs.push_at(
+                        path,
+                        "same_site",
                         "\"None\" requires \"secure\": true (browsers drop the cookie otherwise)",
                     );
                 }
                 attributes.push_str("; SameSite=");
                 attributes.push_str(v);
             }
-            None => errs.push(
-                format!("{path}.same_site"),
-                format!("{} must be \"Strict\", \"Lax\" or \"None\"", quote(s)),
+            None => errs.push_at(
+                path,
+                "same_site",
+                &quoted(s, " must be \"Strict\", \"Lax\" or \"None\""),
             ),
         }
     }
@@ -1072,32 +1090,23 @@ fn compile_rule(
     errs: &mut Errors,
 ) -> Option<Rule> {
     let before = errs.len();
-    let variant = variants.iter().position(|v| v.name == r.variant);
-    if variant.is_none() && !variants.is_empty() {
-        errs.push(
-            format!("{path}.variant"),
-            unknown_variant(&r.variant, variants),
-        );
-    }
+    let variant = find_variant(variants, &r.variant, path, "variant", errs);
+    let match_path = child(path, "match");
     if r.matches.is_empty() {
-        errs.push(format!("{path}.match"), "must list at least one condition");
+        errs.push(&match_path, "must list at least one condition");
     }
-    let compiled: Vec<Compiled> = r
-        .matches
-        .iter()
-        .enumerate()
-        .filter_map(|(k, m)| compile_condition(m, &format!("{path}.match[{k}]"), env, errs))
-        .collect();
-    if errs.len() != before {
-        return None;
-    }
-    let mut conditions = Vec::with_capacity(compiled.len());
-    for c in compiled {
-        match c {
-            Compiled::PerRequest(c) => conditions.push(c),
-            Compiled::Constant(true) => {}
-            Compiled::Constant(false) => return None,
+    // Every condition is compiled (and its errors reported) even after one that never holds.
+    let mut conditions = Vec::with_capacity(r.matches.len());
+    let mut never = false;
+    for (k, m) in r.matches.iter().enumerate() {
+        match compile_condition(m, &element(&match_path, k), env, errs) {
+            Some(Compiled::PerRequest(c)) => conditions.push(c),
+            Some(Compiled::Constant(false)) => never = true,
+            Some(Compiled::Constant(true)) | None => {}
         }
+    }
+    if errs.len() != before || never {
+        return None;
     }
     variant.map(|variant| Rule {
         variant,
@@ -1155,9 +1164,10 @@ fn compile_condition(
         match crate::regex::Regex::new(re) {
             Ok(r) => Op::Regex(r),
             Err(e) => {
-                errs.push(
-                    format!("{path}.regex"),
-                    format!("invalid regex {}: {e}", quote(re)),
+                errs.push_at(
+                    path,
+                    "regex",
+                    &cat(&["invalid regex ", &quote(re), ": ", &e]),
                 );
                 return None;
             }
@@ -1167,10 +1177,7 @@ fn compile_condition(
     };
     if let Some(label) = &m.source_label {
         if label.is_empty() {
-            errs.push(
-                format!("{path}.source_label"),
-                "label name must not be empty",
-            );
+            errs.push_at(path, "source_label", "label name must not be empty");
             return None;
         }
         return Some(Compiled::Constant(op.test(env.label(label))));
@@ -1185,19 +1192,24 @@ fn name(n: &str) -> Result<(), String> {
         return Err("name must not be empty".into());
     }
     if n.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "name {} is longer than {MAX_NAME_LEN} characters",
-            quote(n)
-        ));
+        return Err(cat(&[
+            "name ",
+            &quote(n),
+            " is longer than ",
+            &decimal(MAX_NAME_LEN as u64),
+            " characters",
+        ]));
     }
     if !n
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        .as_bytes()
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(format!(
-            "name {} may only hold letters, digits, '-' and '_'",
-            quote(n)
-        ));
+        return Err(cat(&[
+            "name ",
+            &quote(n),
+            " may only hold letters, digits, '-' and '_'",
+        ]));
     }
     Ok(())
 }
@@ -1208,27 +1220,29 @@ fn header_name(h: &str) -> Result<String, String> {
         return Err("header name must not be empty".into());
     }
     if h.starts_with(':') {
-        return Err(format!("{}: pseudo-headers cannot be used here", quote(h)));
+        return Err(quoted(h, ": pseudo-headers cannot be used here"));
     }
-    if !h.bytes().all(is_tchar) {
-        return Err(format!("{} is not a valid header name", quote(h)));
+    if !h.as_bytes().iter().all(is_tchar) {
+        return Err(quoted(h, " is not a valid header name"));
     }
     Ok(h.to_ascii_lowercase())
 }
 
 fn cookie_name(c: &str) -> Result<(), String> {
-    if c.is_empty() || !c.bytes().all(is_tchar) {
-        return Err(format!("{} is not a valid cookie name", quote(c)));
+    if c.is_empty() || !c.as_bytes().iter().all(is_tchar) {
+        return Err(quoted(c, " is not a valid cookie name"));
     }
     Ok(())
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn is_tchar(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
 }
 
 fn attribute_value(v: &str) -> bool {
-    v.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
+    v.as_bytes()
+        .iter()
+        .all(|&b| b > 0x20 && b < 0x7f && b != b';')
 }
 
 /// A host selector: `reviews`, `*.example.com` or `*`, returned lowercase without a trailing
@@ -1247,9 +1261,9 @@ fn host_pattern(h: &str) -> Result<String, String> {
     }
     let rest = lower.strip_prefix("*.").unwrap_or(&lower);
     if rest.is_empty() || rest.contains('*') {
-        return Err(format!(
-            "{}: a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")",
-            quote(h)
+        return Err(quoted(
+            h,
+            ": a wildcard is only allowed as a leading \"*.\" (e.g. \"*.example.com\")",
         ));
     }
     let has_port = match rest.strip_prefix('[') {
@@ -1259,16 +1273,17 @@ fn host_pattern(h: &str) -> Result<String, String> {
         None => rest.contains(':'),
     };
     if has_port {
-        return Err(format!(
-            "{}: hosts are matched without port; remove the \":port\"",
-            quote(h)
+        return Err(quoted(
+            h,
+            ": hosts are matched without port; remove the \":port\"",
         ));
     }
     if !rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        .as_bytes()
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
     {
-        return Err(format!("{} is not a valid host name", quote(h)));
+        return Err(quoted(h, " is not a valid host name"));
     }
     Ok(lower)
 }

@@ -6,7 +6,7 @@
 //! silent no-op. Decoding reports every shape error of a document, each with its JSON path, in
 //! the words serde uses (`unknown field `x``, `missing field `name``, `invalid type: …`).
 
-use crate::error::Errors;
+use crate::error::{cat, child, element, Errors};
 use crate::json::{self, Value};
 
 /// Default request header that carries the decision to the mesh's router.
@@ -175,20 +175,9 @@ pub struct RawOverride {
 // ---------------------------------------------------------------------------------------------
 // Decoding.
 
-/// `path.key`, or `key` at the root.
-pub(crate) fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 fn invalid(v: &Value, expected: &str, path: &str, errs: &mut Errors) {
-    errs.push(
-        path,
-        format!("invalid type: {}, expected {expected}", v.describe()),
-    );
+    let message = cat(&["invalid type: ", &v.describe(), ", expected ", expected]);
+    errs.push(path, &message);
 }
 
 fn string(v: &Value, path: &str, errs: &mut Errors) -> Option<String> {
@@ -226,10 +215,8 @@ fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
         Value::Number(n) if json::is_integer(n) => match json::parse_decimal(n.as_bytes()) {
             Some(n) => Some(n),
             None => {
-                errs.push(
-                    path,
-                    format!("invalid value: {}, expected u64", v.describe()),
-                );
+                let message = cat(&["invalid value: ", &v.describe(), ", expected u64"]);
+                errs.push(path, &message);
                 None
             }
         },
@@ -240,22 +227,25 @@ fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
     }
 }
 
+/// A JSON array decoded item by item with `item` (errors name `path[i]`); `None` if `v` is not
+/// an array or any item had an error.
 fn list<T>(
     v: &Value,
     path: &str,
     errs: &mut Errors,
-    mut item: impl FnMut(&Value, &str, &mut Errors) -> Option<T>,
+    item: fn(&Value, &str, &mut Errors) -> Option<T>,
 ) -> Option<Vec<T>> {
     let Value::Array(items) = v else {
         invalid(v, "a sequence", path, errs);
         return None;
     };
     let before = errs.len();
-    let out: Vec<T> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| item(v, &format!("{path}[{i}]"), errs))
-        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        if let Some(x) = item(v, &element(path, i), errs) {
+            out.push(x);
+        }
+    }
     (errs.len() == before).then_some(out)
 }
 
@@ -263,16 +253,21 @@ fn strings(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
     list(v, path, errs, string)
 }
 
+fn numbers(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<String>> {
+    list(v, path, errs, number)
+}
+
 /// Walks the members of an object with fields `fields`: calls `field(index, value, path)` for
 /// each known member; reports unknown and repeated members, and `required` ones (indexes into
-/// `fields`) that are missing. `None` if `v` is not an object or had any error.
+/// `fields`) that are missing. `None` if `v` is not an object or had any error. `field` is a
+/// `dyn` callback so that the Wasm module holds one walker, not one per object type.
 fn object(
     v: &Value,
     path: &str,
     fields: &[&str],
     required: &[usize],
     errs: &mut Errors,
-    mut field: impl FnMut(usize, &Value, &str, &mut Errors),
+    field: &mut dyn FnMut(usize, &Value, &str, &mut Errors),
 ) -> Option<()> {
     let Value::Object(members) = v else {
         invalid(v, "a map", path, errs);
@@ -284,14 +279,14 @@ fn object(
         let fpath = child(path, key);
         match fields.iter().position(|f| f == key) {
             Some(i) if seen & (1 << i) != 0 => {
-                errs.push(fpath, format!("duplicate field `{key}`"));
+                errs.push_owned(fpath, cat(&["duplicate field `", key, "`"]));
             }
             Some(i) => {
                 seen |= 1 << i;
                 field(i, value, &fpath, errs);
             }
             None => {
-                let mut message = format!("unknown field `{key}`, expected one of ");
+                let mut message = cat(&["unknown field `", key, "`, expected one of "]);
                 for (j, f) in fields.iter().enumerate() {
                     if j > 0 {
                         message.push_str(", ");
@@ -300,14 +295,14 @@ fn object(
                     message.push_str(f);
                     message.push('`');
                 }
-                errs.push(fpath, message);
+                errs.push_owned(fpath, message);
             }
         }
     }
     for &i in required {
         if seen & (1 << i) == 0 {
             let name = fields.get(i).copied().unwrap_or_default();
-            errs.push(path, format!("missing field `{name}`"));
+            errs.push(path, &cat(&["missing field `", name, "`"]));
         }
     }
     (errs.len() == before).then_some(())
@@ -318,7 +313,7 @@ fn opt<T>(
     v: &Value,
     path: &str,
     errs: &mut Errors,
-    decode: impl FnOnce(&Value, &str, &mut Errors) -> Option<T>,
+    decode: fn(&Value, &str, &mut Errors) -> Option<T>,
 ) -> Option<T> {
     match v {
         Value::Null => None,
@@ -345,13 +340,20 @@ impl RawConfig {
             "filter_state",
             "policies",
         ];
-        object(v, "", &fields, &[4], errs, |i, v, path, errs| match i {
-            0 => c.variant_header = opt(v, path, errs, string),
-            1 => set(&mut c.expose_variant, boolean(v, path, errs)),
-            2 => set(&mut c.route_metadata, boolean(v, path, errs)),
-            3 => set(&mut c.filter_state, boolean(v, path, errs)),
-            _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
-        })?;
+        object(
+            v,
+            "",
+            &fields,
+            &[4],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => c.variant_header = opt(v, path, errs, string),
+                1 => set(&mut c.expose_variant, boolean(v, path, errs)),
+                2 => set(&mut c.route_metadata, boolean(v, path, errs)),
+                3 => set(&mut c.filter_state, boolean(v, path, errs)),
+                _ => set(&mut c.policies, list(v, path, errs, RawPolicy::decode)),
+            },
+        )?;
         Some(c)
     }
 }
@@ -378,14 +380,14 @@ impl RawPolicy {
             &fields,
             &[0, 6],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut p.name, string(v, path, errs)),
                 1 => p.hosts = opt(v, path, errs, strings),
                 2 => p.path_prefix = opt(v, path, errs, string),
                 3 => p.routes = opt(v, path, errs, strings),
                 4 => p.salt = opt(v, path, errs, string),
                 5 => set(&mut p.trust_incoming, boolean(v, path, errs)),
-                6 => set(&mut p.variants, list(v, path, errs, RawVariant::decode)),
+                6 => set(&mut p.variants, RawVariant::decode_list(v, path, errs)),
                 7 => p.sticky = opt(v, path, errs, RawSticky::decode),
                 8 => set(&mut p.rules, list(v, path, errs, RawRule::decode)),
                 9 => p.ramp = opt(v, path, errs, RawRamp::decode),
@@ -414,10 +416,10 @@ impl RawRamp {
             &fields,
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.variant, string(v, path, errs)),
                 1 => set(&mut r.start, string(v, path, errs)),
-                2 => r.steps = opt(v, path, errs, |v, path, errs| list(v, path, errs, number)),
+                2 => r.steps = opt(v, path, errs, numbers),
                 3 => r.step_seconds = opt(v, path, errs, unsigned),
                 4 => r.from = opt(v, path, errs, number),
                 5 => r.to = opt(v, path, errs, number),
@@ -441,16 +443,23 @@ impl RawGuard {
             "hold_seconds",
             "notify",
         ];
-        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
-            0 => set(&mut g.variant, string(v, path, errs)),
-            1 => g.baseline = opt(v, path, errs, string),
-            2 => g.window_seconds = opt(v, path, errs, unsigned),
-            3 => g.min_requests = opt(v, path, errs, unsigned),
-            4 => g.max_failure_rate = opt(v, path, errs, number),
-            5 => g.max_p99_ms = opt(v, path, errs, unsigned),
-            6 => g.hold_seconds = opt(v, path, errs, unsigned),
-            _ => g.notify = opt(v, path, errs, RawNotify::decode),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[0],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => set(&mut g.variant, string(v, path, errs)),
+                1 => g.baseline = opt(v, path, errs, string),
+                2 => g.window_seconds = opt(v, path, errs, unsigned),
+                3 => g.min_requests = opt(v, path, errs, unsigned),
+                4 => g.max_failure_rate = opt(v, path, errs, number),
+                5 => g.max_p99_ms = opt(v, path, errs, unsigned),
+                6 => g.hold_seconds = opt(v, path, errs, unsigned),
+                _ => g.notify = opt(v, path, errs, RawNotify::decode),
+            },
+        )?;
         Some(g)
     }
 }
@@ -465,7 +474,7 @@ impl RawNotify {
             &fields,
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut n.cluster, string(v, path, errs)),
                 1 => set(&mut n.path, string(v, path, errs)),
                 2 => n.authority = opt(v, path, errs, string),
@@ -484,14 +493,20 @@ fn string_map(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<(String, S
         return None;
     };
     let before = errs.len();
-    let out: Vec<_> = members
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), string(v, &child(path, k), errs)?)))
-        .collect();
+    let mut out = Vec::with_capacity(members.len());
+    for (k, v) in members {
+        if let Some(v) = string(v, &child(path, k), errs) {
+            out.push((k.clone(), v));
+        }
+    }
     (errs.len() == before).then_some(out)
 }
 
 impl RawVariant {
+    fn decode_list(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<RawVariant>> {
+        list(v, path, errs, RawVariant::decode)
+    }
+
     fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawVariant> {
         let mut r = RawVariant::default();
         object(
@@ -500,7 +515,7 @@ impl RawVariant {
             &["name", "weight"],
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.name, string(v, path, errs)),
                 _ => set(&mut r.weight, number(v, path, errs)),
             },
@@ -518,7 +533,7 @@ impl RawSticky {
             &["keys", "cookie"],
             &[],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut s.keys, list(v, path, errs, RawKey::decode)),
                 _ => s.cookie = opt(v, path, errs, RawCookie::decode),
             },
@@ -531,12 +546,19 @@ impl RawKey {
     fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawKey> {
         let mut k = RawKey::default();
         let fields = ["header", "cookie", "query", "source_ip"];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
-            0 => k.header = opt(v, path, errs, string),
-            1 => k.cookie = opt(v, path, errs, string),
-            2 => k.query = opt(v, path, errs, string),
-            _ => k.source_ip = opt(v, path, errs, boolean),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => k.header = opt(v, path, errs, string),
+                1 => k.cookie = opt(v, path, errs, string),
+                2 => k.query = opt(v, path, errs, string),
+                _ => k.source_ip = opt(v, path, errs, boolean),
+            },
+        )?;
         Some(k)
     }
 }
@@ -553,15 +575,22 @@ impl RawCookie {
             "http_only",
             "same_site",
         ];
-        object(v, path, &fields, &[0], errs, |i, v, path, errs| match i {
-            0 => set(&mut c.name, string(v, path, errs)),
-            1 => c.max_age = opt(v, path, errs, unsigned),
-            2 => c.path = opt(v, path, errs, string),
-            3 => c.domain = opt(v, path, errs, string),
-            4 => set(&mut c.secure, boolean(v, path, errs)),
-            5 => set(&mut c.http_only, boolean(v, path, errs)),
-            _ => c.same_site = opt(v, path, errs, string),
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[0],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => set(&mut c.name, string(v, path, errs)),
+                1 => c.max_age = opt(v, path, errs, unsigned),
+                2 => c.path = opt(v, path, errs, string),
+                3 => c.domain = opt(v, path, errs, string),
+                4 => set(&mut c.secure, boolean(v, path, errs)),
+                5 => set(&mut c.http_only, boolean(v, path, errs)),
+                _ => c.same_site = opt(v, path, errs, string),
+            },
+        )?;
         Some(c)
     }
 }
@@ -575,7 +604,7 @@ impl RawRule {
             &["variant", "match"],
             &[0, 1],
             errs,
-            |i, v, path, errs| match i {
+            &mut |i, v, path, errs| match i {
                 0 => set(&mut r.variant, string(v, path, errs)),
                 _ => set(&mut r.matches, list(v, path, errs, RawMatch::decode)),
             },
@@ -599,7 +628,7 @@ impl RawMatch {
             "present",
             "regex",
         ];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| {
+        object(v, path, &fields, &[], errs, &mut |i, v, path, errs| {
             if i == 8 {
                 m.present = opt(v, path, errs, boolean);
                 return;
@@ -626,15 +655,18 @@ impl RawOverride {
     pub fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawOverride> {
         let mut o = RawOverride::default();
         let fields = ["policy", "enabled", "variants"];
-        object(v, path, &fields, &[], errs, |i, v, path, errs| match i {
-            0 => o.policy = opt(v, path, errs, string),
-            1 => o.enabled = opt(v, path, errs, boolean),
-            _ => {
-                o.variants = opt(v, path, errs, |v, path, errs| {
-                    list(v, path, errs, RawVariant::decode)
-                })
-            }
-        })?;
+        object(
+            v,
+            path,
+            &fields,
+            &[],
+            errs,
+            &mut |i, v, path, errs| match i {
+                0 => o.policy = opt(v, path, errs, string),
+                1 => o.enabled = opt(v, path, errs, boolean),
+                _ => o.variants = opt(v, path, errs, RawVariant::decode_list),
+            },
+        )?;
         Some(o)
     }
 }

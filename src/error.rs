@@ -11,7 +11,9 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        f.write_str(&self.path)?;
+        f.write_str(": ")?;
+        f.write_str(&self.message)
     }
 }
 
@@ -21,10 +23,13 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError {
-            path: path.into(),
-            message: message.into(),
-        }])
+        Self::single_owned(path.into(), message.into())
+    }
+
+    /// [`ConfigErrors::single`] without the conversions: one copy of the code for every
+    /// argument type.
+    fn single_owned(path: String, message: String) -> Self {
+        ConfigErrors(vec![ConfigError { path, message }])
     }
 
     pub fn errors(&self) -> &[ConfigError] {
@@ -38,7 +43,7 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{e}")?;
+            fmt::Display::fmt(e, f)?;
         }
         Ok(())
     }
@@ -47,22 +52,32 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Collects errors while walking a configuration, tracking the current JSON path.
+///
+/// Paths and messages are built by the plain string helpers below rather than `format!`: this
+/// code runs once per configuration, and in the Wasm module every formatting call site costs
+/// more than the helper call that replaces it.
 #[derive(Default)]
 pub struct Errors {
     list: Vec<ConfigError>,
 }
 
 impl Errors {
-    /// Records a problem at `path` (`""`, the root, is shown as `(config)`).
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let mut path = path.into();
+    /// Records `message` at `path` (`""`, the root, is shown as `(config)`).
+    pub fn push(&mut self, path: &str, message: &str) {
+        self.push_owned(path.to_string(), message.to_string());
+    }
+
+    /// Records `message` at `path.field`.
+    pub fn push_at(&mut self, path: &str, field: &str, message: &str) {
+        self.push_owned(cat(&[path, ".", field]), message.to_string());
+    }
+
+    /// [`Errors::push`] for a path and message already built.
+    pub fn push_owned(&mut self, mut path: String, message: String) {
         if path.is_empty() {
             path.push_str("(config)");
         }
-        self.list.push(ConfigError {
-            path,
-            message: message.into(),
-        });
+        self.list.push(ConfigError { path, message });
     }
 
     pub(crate) fn into_vec(self) -> Vec<ConfigError> {
@@ -89,4 +104,63 @@ impl Errors {
             Err(ConfigErrors(self.list))
         }
     }
+}
+
+/// `path.key`, or `key` at the root (`path` empty).
+pub(crate) fn child(path: &str, key: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 1 + key.len());
+    if !path.is_empty() {
+        out.push_str(path);
+        out.push('.');
+    }
+    out.push_str(key);
+    out
+}
+
+/// `path[i]`.
+pub(crate) fn element(path: &str, i: usize) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str(path);
+    out.push('[');
+    push_decimal(&mut out, i as u64);
+    out.push(']');
+    out
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    // Least significant digit first; `u64::MAX` has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    for d in digits.iter_mut() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in digits.iter().take(len).rev() {
+        out.push(char::from(*d));
+    }
+}
+
+/// `n` in decimal.
+pub(crate) fn decimal(n: u64) -> String {
+    let mut out = String::new();
+    push_decimal(&mut out, n);
+    out
+}
+
+/// The parts joined: a message without the formatting machinery.
+pub(crate) fn cat(parts: &[&str]) -> String {
+    let mut len = 0;
+    for part in parts {
+        len += part.len();
+    }
+    let mut out = String::with_capacity(len);
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }

@@ -6,7 +6,7 @@
 //! durations are converted exactly (no binary floating point anywhere in the core). Nesting is
 //! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
 
-use std::fmt::Write as _;
+use crate::error::{cat, push_decimal};
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -29,10 +29,11 @@ impl Value {
     pub fn describe(&self) -> String {
         match self {
             Value::Null => "null".into(),
-            Value::Bool(b) => format!("boolean `{b}`"),
-            Value::Number(n) if is_integer(n) => format!("integer `{n}`"),
-            Value::Number(n) => format!("floating point `{n}`"),
-            Value::String(s) => format!("string {}", quote(s)),
+            Value::Bool(true) => "boolean `true`".into(),
+            Value::Bool(false) => "boolean `false`".into(),
+            Value::Number(n) if is_integer(n) => cat(&["integer `", n, "`"]),
+            Value::Number(n) => cat(&["floating point `", n, "`"]),
+            Value::String(s) => cat(&["string ", &quote(s)]),
             Value::Array(_) => "sequence".into(),
             Value::Object(_) => "map".into(),
         }
@@ -79,7 +80,7 @@ impl Value {
 
 /// True for a number written without fraction or exponent.
 pub(crate) fn is_integer(n: &str) -> bool {
-    !n.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
+    !n.as_bytes().iter().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
 /// ASCII decimal digits (at least one, nothing else) as a number; `None` on overflow. One
@@ -111,7 +112,11 @@ pub fn quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                // `\u00XX`, lowercase hex.
+                out.push_str("\\u00");
+                for nibble in [c as u32 >> 4, c as u32 & 0xf] {
+                    out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                }
             }
             c => out.push(c),
         }
@@ -158,8 +163,16 @@ type Step<T> = Result<T, &'static str>;
 impl Parser<'_> {
     fn error(&self, message: &str) -> SyntaxError {
         let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
-        let line = 1 + before.iter().filter(|b| **b == b'\n').count();
-        let column = 1 + before.iter().rev().take_while(|b| **b != b'\n').count();
+        let mut line = 1;
+        let mut column = 1;
+        for &b in before {
+            if b == b'\n' {
+                line += 1;
+                column = 1;
+            } else {
+                column += 1;
+            }
+        }
         let mut path = String::new();
         for seg in &self.path {
             match seg {
@@ -170,7 +183,9 @@ impl Parser<'_> {
                     path.push_str(k);
                 }
                 Seg::Index(i) => {
-                    let _ = write!(path, "[{i}]");
+                    path.push('[');
+                    push_decimal(&mut path, *i as u64);
+                    path.push(']');
                 }
             }
         }
@@ -210,21 +225,18 @@ impl Parser<'_> {
             Some(b'"') => self.string().map(Value::String),
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(_) => {
-                for (word, v) in [
-                    ("true", Value::Bool(true)),
-                    ("false", Value::Bool(false)),
-                    ("null", Value::Null),
-                ] {
-                    if self
-                        .bytes
-                        .get(self.pos..)
-                        .is_some_and(|r| r.starts_with(word.as_bytes()))
-                    {
-                        self.pos += word.len();
-                        return Ok(v);
-                    }
-                }
-                Err("expected value")
+                let rest = self.bytes.get(self.pos..).unwrap_or_default();
+                let (len, v) = if rest.starts_with(b"true") {
+                    (4, Value::Bool(true))
+                } else if rest.starts_with(b"false") {
+                    (5, Value::Bool(false))
+                } else if rest.starts_with(b"null") {
+                    (4, Value::Null)
+                } else {
+                    return Err("expected value");
+                };
+                self.pos += len;
+                Ok(v)
             }
         }
     }
@@ -443,7 +455,7 @@ pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64,
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (num, exp) = match body.find(['e', 'E']) {
+    let (num, exp) = match body.as_bytes().iter().position(|&b| b == b'e' || b == b'E') {
         Some(i) => (
             body.get(..i).unwrap_or_default(),
             body.get(i + 1..)

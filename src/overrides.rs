@@ -6,8 +6,8 @@
 //! as a warning); the rest of the configuration keeps working.
 
 use crate::compile::{check_weights, quote_list, syntax_error, Config, Policy, Split};
-use crate::config::{child, RawOverride};
-use crate::error::{ConfigError, ConfigErrors, Errors};
+use crate::config::RawOverride;
+use crate::error::{cat, child, element, ConfigError, ConfigErrors, Errors};
 use crate::json::{quote, Value};
 
 /// Node metadata key holding the per-policy overrides (JSON, a string value). In Istio it is
@@ -39,26 +39,20 @@ impl Environment {
 /// Applies the node metadata overrides to the compiled policies; returns the problems found
 /// (each disables its own override only).
 pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<ConfigError> {
-    let base = format!("node.{NODE_METADATA_KEY}");
+    let base = child("node", NODE_METADATA_KEY);
     // The document as a whole first (policy name → anything), then each override on its own,
     // so that one bad entry does not take the others with it.
-    let ignored_all = |errors: ConfigErrors| -> Vec<ConfigError> {
-        errors
-            .0
-            .into_iter()
-            .map(|e| ConfigError {
-                path: e.path,
-                message: format!("{} (all node metadata overrides ignored)", e.message),
-            })
-            .collect()
+    let ignored_all = |mut errors: ConfigErrors| -> Vec<ConfigError> {
+        for e in &mut errors.0 {
+            e.message.push_str(" (all node metadata overrides ignored)");
+        }
+        errors.0
     };
     let entries = match crate::json::parse(json.as_bytes()) {
         Ok(Value::Object(entries)) => entries,
         Ok(other) => {
-            return ignored_all(ConfigErrors::single(
-                base,
-                format!("invalid type: {}, expected a map", other.describe()),
-            ))
+            let message = cat(&["invalid type: ", &other.describe(), ", expected a map"]);
+            return ignored_all(ConfigErrors::single(base, message));
         }
         Err(e) => return ignored_all(syntax_error(&e, &base)),
     };
@@ -76,17 +70,20 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
         let mut errs = Errors::default();
         match RawOverride::decode(value, &path, &mut errs) {
             Some(raw) if errs.is_empty() => map.push((name.clone(), raw)),
-            _ => warnings.extend(errs.into_vec().into_iter().map(|e| ConfigError {
-                path: e.path,
-                message: format!("{}; override ignored", e.message),
-            })),
+            _ => {
+                let mut list = errs.into_vec();
+                for e in &mut list {
+                    e.message.push_str("; override ignored");
+                }
+                warnings.append(&mut list);
+            }
         }
     }
     for (name, raw) in &map {
-        let path = format!("{base}.{name}");
+        let path = child(&base, name);
         if raw.policy.is_some() {
             warnings.push(ConfigError {
-                path: format!("{path}.policy"),
+                path: child(&path, "policy"),
                 message: "only route metadata can name a policy; override ignored".into(),
             });
             continue;
@@ -94,13 +91,13 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
         let Some(policy) = policies.iter_mut().find(|p| p.name == *name) else {
             warnings.push(ConfigError {
                 path,
-                message: format!("no policy is called {}; override ignored", quote(name)),
+                message: cat(&["no policy is called ", &quote(name), "; override ignored"]),
             });
             continue;
         };
         match resolve(raw, policy, &path) {
             Ok(split) => policy.split = split,
-            Err(errs) => warnings.extend(errs.0),
+            Err(mut errs) => warnings.append(&mut errs.0),
         }
     }
     warnings
@@ -110,27 +107,24 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
 fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, ConfigErrors> {
     let mut errs = Errors::default();
     let weights = raw.variants.as_ref().map(|list| {
-        let vpath = format!("{path}.variants");
+        let vpath = cat(&[path, ".variants"]);
         if list.is_empty() {
             errs.push(&vpath, "must list at least one variant");
         }
         let mut weights = vec![0u16; policy.variants.len()];
-        for (j, (name, bp)) in check_weights(list, &vpath, &mut errs)
-            .into_iter()
-            .enumerate()
-        {
+        for (j, &(name, bp)) in check_weights(list, &vpath, &mut errs).iter().enumerate() {
             match policy.variant_index(name).and_then(|i| weights.get_mut(i)) {
                 Some(w) => *w = bp,
                 None => {
-                    errs.push(
-                        format!("{vpath}[{j}].name"),
-                        format!(
-                            "unknown variant {}; policy {} has {}",
-                            quote(name),
-                            quote(&policy.name),
-                            quote_list(policy.variants.iter().map(|v| v.name()))
-                        ),
-                    );
+                    let message = cat(&[
+                        "unknown variant ",
+                        &quote(name),
+                        "; policy ",
+                        &quote(&policy.name),
+                        " has ",
+                        &quote_list(policy.variants.iter().map(|v| v.name())),
+                    ]);
+                    errs.push_at(&element(&vpath, j), "name", &message);
                 }
             }
         }
@@ -194,8 +188,8 @@ impl Config {
                 Some(i) => Some(i),
                 None => {
                     return Err(ConfigErrors::single(
-                        format!("{path}.policy"),
-                        format!("no policy is called {}", quote(name)),
+                        cat(&[path, ".policy"]),
+                        cat(&["no policy is called ", &quote(name)]),
                     ))
                 }
             },

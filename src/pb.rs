@@ -5,6 +5,7 @@
 //! is read; everything else is skipped. Decoding is bounded: malformed input is an error,
 //! never a panic, and nesting is limited to [`MAX_DEPTH`].
 
+use crate::error::{cat, decimal, push_decimal};
 use crate::json::Value;
 
 /// Deepest nesting of structs and lists accepted (the namespace's own struct is level 1).
@@ -93,7 +94,7 @@ impl<'a> Reader<'a> {
                 self.take(4)?;
                 Wire::Fixed32
             }
-            t => return Err(format!("unsupported wire type {t}")),
+            t => return Err(cat(&["unsupported wire type ", &decimal(t)])),
         };
         Ok(Some((tag >> 3, wire)))
     }
@@ -103,7 +104,7 @@ impl<'a> Reader<'a> {
 /// `depth`: the number of structs and lists around this one.
 fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
     if depth + 1 > MAX_DEPTH {
-        return Err(format!("nested deeper than {MAX_DEPTH}"));
+        return Err(too_deep());
     }
     let mut map: Vec<(String, Value)> = Vec::new();
     let mut r = Reader::new(bytes);
@@ -131,6 +132,10 @@ fn decode_struct(bytes: &[u8], depth: usize) -> Result<Value, String> {
     Ok(Value::Object(map))
 }
 
+fn too_deep() -> String {
+    cat(&["nested deeper than ", &decimal(MAX_DEPTH as u64)])
+}
+
 /// google.protobuf.Value: null = 1, number = 2, string = 3, bool = 4, struct = 5, list = 6.
 /// `depth`: the number of structs and lists around this value.
 fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
@@ -147,7 +152,7 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, String> {
             (5, Wire::Bytes(s)) => decode_struct(s, depth)?,
             (6, Wire::Bytes(list)) => {
                 if depth + 1 > MAX_DEPTH {
-                    return Err(format!("nested deeper than {MAX_DEPTH}"));
+                    return Err(too_deep());
                 }
                 let mut items = Vec::new();
                 let mut l = Reader::new(list);
@@ -184,7 +189,9 @@ fn number_text(f: f64) -> Result<String, String> {
             m /= 10.0;
             exp += 1;
         }
-        out.push_str(&format!("{}e{exp}", m as u8));
+        push_decimal(&mut out, u64::from(m as u8));
+        out.push('e');
+        push_decimal(&mut out, exp);
         return Ok(out);
     }
     const SCALE: u64 = 1_000_000_000;
@@ -195,14 +202,16 @@ fn number_text(f: f64) -> Result<String, String> {
         int += 1;
         frac = 0;
     }
-    out.push_str(&int.to_string());
+    push_decimal(&mut out, int);
     if frac != 0 {
-        let mut digits = 9;
-        while frac % 10 == 0 {
-            frac /= 10;
-            digits -= 1;
+        // Nine decimals without the trailing zeros: `SCALE + frac` is `1` and the nine
+        // decimals, zero-padded.
+        let mut digits = decimal(SCALE + frac);
+        while digits.ends_with('0') {
+            digits.pop();
         }
-        out.push_str(&format!(".{frac:0digits$}"));
+        out.push('.');
+        out.push_str(digits.get(1..).unwrap_or_default());
     }
     Ok(out)
 }

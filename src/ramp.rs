@@ -101,10 +101,9 @@ pub(crate) fn fixed_weight(weights: &[u16], ramped: usize) -> u32 {
 /// fractional seconds ignored) into unix seconds.
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     parse_time(s.as_bytes()).ok_or_else(|| {
-        format!(
-            "{} is not an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
-            crate::json::quote(s)
-        )
+        let mut message = crate::json::quote(s);
+        message.push_str(" is not an RFC 3339 time such as \"2026-12-01T10:00:00Z\"");
+        message
     })
 }
 

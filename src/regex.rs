@@ -16,7 +16,10 @@
 //! The engine was written for this project to keep the Wasm module small; its answers are
 //! checked against the `regex-lite` crate in the tests.
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::fmt;
+
+use crate::error::{cat, decimal};
 
 /// Deepest nesting of groups accepted.
 pub const MAX_NEST: usize = 64;
@@ -30,18 +33,26 @@ const MAX_STACKED_REPEAT: usize = 8;
 pub const MAX_PROGRAM: usize = 20_000;
 
 /// A compiled pattern that matches whole values.
-#[derive(Debug)]
 pub struct Regex {
     program: Vec<Inst>,
     /// Thread lists reused between matches (taken while matching, so re-entrance is safe).
-    cache: RefCell<Option<Threads>>,
+    cache: Cell<Option<Threads>>,
+}
+
+impl fmt::Debug for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Regex")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Regex {
     /// Compiles `pattern`; the error says what is wrong and at which character.
     pub fn new(pattern: &str) -> Result<Regex, String> {
         if pattern.chars().count() > MAX_PATTERN {
-            return Err(format!("pattern longer than {MAX_PATTERN} characters"));
+            let max = decimal(MAX_PATTERN as u64);
+            return Err(cat(&["pattern longer than ", &max, " characters"]));
         }
         let mut parser = Parser {
             chars: pattern.chars().collect(),
@@ -50,17 +61,19 @@ impl Regex {
         };
         let node = parser.alternation(Flags::default())?;
         if parser.pos < parser.chars.len() {
-            return Err(format!(
-                "unopened group: ')' at position {} has no '('",
-                parser.pos
-            ));
+            let at = decimal(parser.pos as u64);
+            return Err(cat(&[
+                "unopened group: ')' at position ",
+                &at,
+                " has no '('",
+            ]));
         }
         let mut program = Vec::new();
         emit(&node, &mut program)?;
         program.push(Inst::Match);
         Ok(Regex {
             program,
-            cache: RefCell::new(None),
+            cache: Cell::new(None),
         })
     }
 
@@ -68,11 +81,10 @@ impl Regex {
     pub fn is_full_match(&self, text: &str) -> bool {
         let mut threads = self
             .cache
-            .borrow_mut()
             .take()
             .unwrap_or_else(|| Threads::new(self.program.len()));
         let matched = self.run(text, &mut threads);
-        *self.cache.borrow_mut() = Some(threads);
+        self.cache.set(Some(threads));
         matched
     }
 
@@ -313,8 +325,9 @@ impl Parser {
         }
     }
 
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("{what} at position {}", self.pos))
+    /// `what` at the current position: the text of every syntax error.
+    fn error(&self, what: &str) -> String {
+        cat(&[what, " at position ", &decimal(self.pos as u64)])
     }
 
     /// `a|b|…` up to an unmatched `)` or the end.
@@ -360,7 +373,7 @@ impl Parser {
 
     fn repeat(&mut self, items: &mut Vec<Node>, min: u32, max: Option<u32>) -> Result<(), String> {
         let Some(node) = items.pop() else {
-            return self.err("repetition operator missing expression");
+            return Err(self.error("repetition operator missing expression"));
         };
         // `a**` is valid; a long run of operators only deepens the program's nesting.
         let mut stacked = 0;
@@ -370,7 +383,7 @@ impl Parser {
             inner = node;
         }
         if stacked >= MAX_STACKED_REPEAT {
-            return self.err("too many repetition operators in a row");
+            return Err(self.error("too many repetition operators in a row"));
         }
         // Lazy (`*?`) and greedy match the same values.
         self.eat('?');
@@ -396,10 +409,10 @@ impl Parser {
             Some(min)
         };
         if !self.eat('}') {
-            return self.err("invalid repetition: expected '}'");
+            return Err(self.error("invalid repetition: expected '}'"));
         }
         if max.is_some_and(|max| max < min) {
-            return self.err("invalid repetition range: min is greater than max");
+            return Err(self.error("invalid repetition range: min is greater than max"));
         }
         Ok((min, max))
     }
@@ -412,10 +425,11 @@ impl Parser {
             self.pos += 1;
         }
         if self.pos == start {
-            return self.err("invalid repetition: expected a number");
+            return Err(self.error("invalid repetition: expected a number"));
         }
         if n > MAX_REPEAT {
-            return self.err(&format!("repetition count exceeds {MAX_REPEAT}"));
+            let max = decimal(u64::from(MAX_REPEAT));
+            return Err(self.error(&cat(&["repetition count exceeds ", &max])));
         }
         Ok(n)
     }
@@ -423,13 +437,14 @@ impl Parser {
     /// After `(`: a group, or `None` for a flag setting `(?i)` (which changes `flags`).
     fn group(&mut self, flags: &mut Flags) -> Result<Option<Node>, String> {
         if self.depth >= MAX_NEST {
-            return self.err(&format!("groups nested deeper than {MAX_NEST}"));
+            let max = decimal(MAX_NEST as u64);
+            return Err(self.error(&cat(&["groups nested deeper than ", &max])));
         }
         let mut inner = *flags;
         if self.eat('?') {
             if self.eat('P') || self.peek() == Some('<') {
                 if !self.eat('<') {
-                    return self.err("invalid group: expected '<' after '(?P'");
+                    return Err(self.error("invalid group: expected '<' after '(?P'"));
                 }
                 let start = self.pos;
                 while self
@@ -439,13 +454,13 @@ impl Parser {
                     self.pos += 1;
                 }
                 if self.pos == start || !self.eat('>') {
-                    return self.err("invalid group name");
+                    return Err(self.error("invalid group name"));
                 }
             } else {
                 let mut on = true;
                 loop {
                     let Some(c) = self.peek() else {
-                        return self.err("unclosed group flags");
+                        return Err(self.error("unclosed group flags"));
                     };
                     self.pos += 1;
                     match c {
@@ -462,7 +477,7 @@ impl Parser {
                         _ => {
                             let mut flag = String::from("unsupported flag ");
                             flag.push_str(&crate::json::quote(c.encode_utf8(&mut [0; 4])));
-                            return self.err(&flag);
+                            return Err(self.error(&flag));
                         }
                     }
                 }
@@ -472,7 +487,7 @@ impl Parser {
         let node = self.alternation(inner)?;
         self.depth -= 1;
         if !self.eat(')') {
-            return self.err("unclosed group");
+            return Err(self.error("unclosed group"));
         }
         // A group keeps its repetition apart from one applied to the group.
         Ok(Some(match node {
@@ -483,7 +498,7 @@ impl Parser {
 
     fn atom(&mut self, flags: Flags) -> Result<Node, String> {
         let Some(c) = self.peek() else {
-            return self.err("unexpected end");
+            return Err(self.error("unexpected end"));
         };
         self.pos += 1;
         Ok(match c {
@@ -511,11 +526,11 @@ impl Parser {
     /// After `\`. In a class (`in_class`), anchors are not allowed.
     fn escape(&mut self, in_class: bool) -> Result<Escaped, String> {
         let Some(c) = self.peek() else {
-            return self.err("incomplete escape");
+            return Err(self.error("incomplete escape"));
         };
         self.pos += 1;
         Ok(match c {
-            'd' | 'D' => Escaped::Class(vec![('0', '9')], c == 'D'),
+            'd' | 'D' => Escaped::Class(DIGIT.to_vec(), c == 'D'),
             'w' | 'W' => Escaped::Class(WORD.to_vec(), c == 'W'),
             's' | 'S' => Escaped::Class(SPACE.to_vec(), c == 'S'),
             't' => Escaped::Char('\t'),
@@ -529,7 +544,9 @@ impl Parser {
             'b' if !in_class => Escaped::Look(Look::WordBoundary),
             'B' if !in_class => Escaped::Look(Look::NotWordBoundary),
             c if c.is_ascii_punctuation() || c == ' ' => Escaped::Char(c),
-            c => return self.err(&format!("unsupported escape \\{c}")),
+            c => {
+                return Err(self.error(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])))
+            }
         })
     }
 
@@ -553,7 +570,7 @@ impl Parser {
         };
         match char::from_u32(code) {
             Some(c) if ok => Ok(c),
-            _ => self.err("invalid \\x escape"),
+            _ => Err(self.error("invalid \\x escape")),
         }
     }
 
@@ -564,7 +581,7 @@ impl Parser {
         let mut first = true;
         loop {
             let Some(c) = self.peek() else {
-                return self.err("unclosed character class");
+                return Err(self.error("unclosed character class"));
             };
             if c == ']' && !first {
                 self.pos += 1;
@@ -579,19 +596,19 @@ impl Parser {
             let lo = match lo {
                 Escaped::Char(c) => c,
                 Escaped::Class(set, neg) => {
-                    ranges.extend(if neg { complement(set) } else { set });
+                    ranges.append(&mut if neg { complement(set) } else { set });
                     continue;
                 }
-                Escaped::Look(_) => return self.err("anchor in a character class"),
+                Escaped::Look(_) => return Err(self.error("anchor in a character class")),
             };
             // A range `lo-hi`, unless the '-' is last (`[a-]`).
             if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
                 self.pos += 1;
                 let Escaped::Char(hi) = self.class_char()? else {
-                    return self.err("invalid range in character class");
+                    return Err(self.error("invalid range in character class"));
                 };
                 if hi < lo {
-                    return self.err("invalid range in character class: start is after end");
+                    return Err(self.error("invalid range in character class: start is after end"));
                 }
                 ranges.push((lo, hi));
             } else {
@@ -611,7 +628,7 @@ impl Parser {
                     }
                 }
             }
-            ranges.extend(folded);
+            ranges.append(&mut folded);
         }
         Ok(Node::Class {
             ranges: normalize(ranges),
@@ -621,7 +638,7 @@ impl Parser {
 
     fn class_char(&mut self) -> Result<Escaped, String> {
         let Some(c) = self.peek() else {
-            return self.err("unclosed character class");
+            return Err(self.error("unclosed character class"));
         };
         self.pos += 1;
         if c == '\\' {
@@ -637,36 +654,24 @@ impl Parser {
         let end = (start..self.chars.len().saturating_sub(1))
             .find(|&i| self.chars.get(i) == Some(&':') && self.chars.get(i + 1) == Some(&']'));
         let Some(end) = end else {
-            return self.err("unclosed [: :] class");
+            return Err(self.error("unclosed [: :] class"));
         };
-        let name: String = self
-            .chars
-            .get(start..end)
-            .unwrap_or_default()
-            .iter()
-            .collect();
+        let mut name = String::new();
+        for &c in self.chars.get(start..end).unwrap_or_default() {
+            name.push(c);
+        }
         let (negated, name) = match name.strip_prefix('^') {
             Some(n) => (true, n.to_string()),
             None => (false, name),
         };
-        let set: Vec<(char, char)> = match name.as_str() {
-            "alnum" => vec![('0', '9'), ('A', 'Z'), ('a', 'z')],
-            "alpha" => vec![('A', 'Z'), ('a', 'z')],
-            "ascii" => vec![('\0', '\u{7f}')],
-            "blank" => vec![('\t', '\t'), (' ', ' ')],
-            "cntrl" => vec![('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')],
-            "digit" => vec![('0', '9')],
-            "graph" => vec![('!', '~')],
-            "lower" => vec![('a', 'z')],
-            "print" => vec![(' ', '~')],
-            "punct" => vec![('!', '/'), (':', '@'), ('[', '`'), ('{', '~')],
-            "space" => SPACE.to_vec(),
-            "upper" => vec![('A', 'Z')],
-            "word" => WORD.to_vec(),
-            "xdigit" => vec![('0', '9'), ('A', 'F'), ('a', 'f')],
-            _ => return self.err(&format!("unknown class [:{name}:]")),
+        let Some((_, set)) = POSIX.iter().find(|(n, _)| *n == name) else {
+            return Err(self.error(&cat(&["unknown class [:", &name, ":]"])));
         };
-        ranges.extend(if negated { complement(set) } else { set });
+        if negated {
+            ranges.append(&mut complement(set.to_vec()));
+        } else {
+            ranges.extend_from_slice(set);
+        }
         self.pos = end + 2;
         Ok(())
     }
@@ -678,8 +683,27 @@ enum Escaped {
     Look(Look),
 }
 
+const DIGIT: [(char, char); 1] = [('0', '9')];
 const WORD: [(char, char); 4] = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
 const SPACE: [(char, char); 2] = [('\t', '\r'), (' ', ' ')];
+
+/// The `[:name:]` classes (ASCII, as in RE2).
+const POSIX: [(&str, &[(char, char)]); 14] = [
+    ("alnum", &[('0', '9'), ('A', 'Z'), ('a', 'z')]),
+    ("alpha", &[('A', 'Z'), ('a', 'z')]),
+    ("ascii", &[('\0', '\u{7f}')]),
+    ("blank", &[('\t', '\t'), (' ', ' ')]),
+    ("cntrl", &[('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')]),
+    ("digit", &DIGIT),
+    ("graph", &[('!', '~')]),
+    ("lower", &[('a', 'z')]),
+    ("print", &[(' ', '~')]),
+    ("punct", &[('!', '/'), (':', '@'), ('[', '`'), ('{', '~')]),
+    ("space", &SPACE),
+    ("upper", &[('A', 'Z')]),
+    ("word", &WORD),
+    ("xdigit", &[('0', '9'), ('A', 'F'), ('a', 'f')]),
+];
 
 fn literal(c: char, flags: Flags) -> Node {
     if flags.fold && c.is_ascii_alphabetic() {
@@ -711,7 +735,7 @@ fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
         }
     }
     let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
-    for (lo, hi) in ranges {
+    for &(lo, hi) in &ranges {
         match out.last_mut() {
             Some(last) if (lo as u32) <= (last.1 as u32).saturating_add(1) => {
                 last.1 = last.1.max(hi)
@@ -726,7 +750,7 @@ fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
 fn complement(set: Vec<(char, char)>) -> Vec<(char, char)> {
     let mut out = Vec::new();
     let mut next: u32 = 0;
-    for (lo, hi) in normalize(set) {
+    for &(lo, hi) in &normalize(set) {
         if (lo as u32) > next {
             push_range(&mut out, next, lo as u32 - 1);
         }
@@ -749,9 +773,12 @@ fn push_range(out: &mut Vec<(char, char)>, lo: u32, hi: u32) {
 
 fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
     if p.len() > MAX_PROGRAM {
-        return Err(format!(
-            "pattern too large: more than {MAX_PROGRAM} instructions once compiled"
-        ));
+        let max = decimal(MAX_PROGRAM as u64);
+        return Err(cat(&[
+            "pattern too large: more than ",
+            &max,
+            " instructions once compiled",
+        ]));
     }
     match node {
         Node::Empty => {}
@@ -786,7 +813,7 @@ fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
                 }
             }
             let end = p.len() as u32;
-            for j in jumps {
+            for &j in &jumps {
                 if let Some(Inst::Jump(to)) = p.get_mut(j) {
                     *to = end;
                 }
@@ -817,7 +844,7 @@ fn emit(node: &Node, p: &mut Vec<Inst>) -> Result<(), String> {
                         emit(node, p)?;
                     }
                     let end = p.len() as u32;
-                    for s in splits {
+                    for &s in &splits {
                         if let Some(Inst::Split(_, b)) = p.get_mut(s) {
                             *b = end;
                         }
