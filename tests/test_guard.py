@@ -148,6 +148,21 @@ def write_report(name: str, figures: dict) -> None:
 PROPAGATION = 1.0
 
 
+def break_canary_and_wait_for_trip(traffic, receiver, canary, observe: float, **change):
+    """Changes the canary's answer (`status`, `delay_ms`) while `traffic` runs, waits for the
+    trip message, gives every worker time to learn of it, then watches `observe` seconds.
+    Returns the time of the change, (arrival time, message) of the trip, and the replies
+    of the watched seconds."""
+    switched = time.time()
+    control(canary, **change)
+    assert wait_for(lambda: receiver.events("tripped"), timeout=20), "no trip message"
+    trip = receiver.events("tripped")[0]
+    time.sleep(PROPAGATION)
+    after = time.time()
+    time.sleep(observe)
+    return switched, trip, traffic.between(after)
+
+
 def test_failing_canary_trips_notifies_and_resumes_after_hold(envoys, backends, canary, receiver):
     hold = 6
     envoy = guard_proxy(envoys, backends, canary, {
@@ -162,17 +177,10 @@ def test_failing_canary_trips_notifies_and_resumes_after_hold(envoys, backends, 
         time.sleep(2)
         healthy = traffic.between(0)
         assert {r[2] for r in healthy} == {"canary", "stable"}
-        flip = time.time()
-        control(canary, status=503)
-        assert wait_for(lambda: receiver.events("tripped"), timeout=20), "no trip message"
-        tripped_at, trip = receiver.events("tripped")[0]
-
+        flip, (tripped_at, trip), late = break_canary_and_wait_for_trip(
+            traffic, receiver, canary, 2, status=503)
         # After the trip (and one tick for every worker to learn of it) no request reaches
         # the canary: every user is on stable, the canary's users included.
-        time.sleep(PROPAGATION)
-        after = time.time()
-        time.sleep(2)
-        late = traffic.between(after)
         assert late and all(r[2] == "stable" and r[3] == 200 for r in late)
         canary_users = {r[1] for r in healthy if r[2] == "canary"}
         assert canary_users & {r[1] for r in late}, "the canary's sticky users should be on stable"
@@ -234,14 +242,8 @@ def test_slow_canary_trips_on_p99(envoys, backends, canary, receiver):
     try:
         time.sleep(1.5)
         assert not receiver.messages
-        flip = time.time()
-        control(canary, delay_ms=400)
-        assert wait_for(lambda: receiver.events("tripped"), timeout=20), "no trip message"
-        tripped_at, trip = receiver.events("tripped")[0]
-        time.sleep(PROPAGATION)
-        after = time.time()
-        time.sleep(1.5)
-        late = traffic.between(after)
+        flip, (tripped_at, trip), late = break_canary_and_wait_for_trip(
+            traffic, receiver, canary, 1.5, delay_ms=400)
         assert late and all(r[2] == "stable" for r in late)
     finally:
         traffic.stop()
@@ -304,7 +306,7 @@ def test_notify_failures_are_logged_and_counted(envoys, backends, canary):
     control(canary, status=503)
     dead = Receiver(status=500)
     envoy = guard_proxy(envoys, backends, canary, {
-        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 2,
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 60,
         "notify": {"cluster": "hooks", "path": "/hook", "timeout_ms": 2000},
     }, dead, weights=(100, 0))
     envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(10)])
@@ -312,12 +314,13 @@ def test_notify_failures_are_logged_and_counted(envoys, backends, canary):
                                  policy="reviews", variant="canary") >= 1, 10)
     assert dead.events("tripped")  # it arrived, but the receiver answered 500
     assert "guard notification failed: the receiver answered 500" in envoy.log()
+    time.sleep(PROPAGATION)
     assert envoy.request("/", {"x-user-id": "x"}).served_by == "stable"
     dead.close()
 
     # A cluster that does not exist: Envoy refuses the call at once.
     envoy = guard_proxy(envoys, backends, canary, {
-        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 2,
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 60,
         "notify": {"cluster": "no-such-cluster", "path": "/hook"},
     }, weights=(100, 0))
     envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(10)])
