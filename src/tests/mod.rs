@@ -16,6 +16,9 @@ mod json;
 mod overrides;
 mod parsing;
 mod pb;
+// proptest is a native dev-dependency only (the wasm32 run is under Node).
+#[cfg(not(target_arch = "wasm32"))]
+mod properties;
 mod ramp;
 mod regex;
 mod stats;
