@@ -11,9 +11,11 @@ cd "$ROOT"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy (core, command, filter)"
-cargo clippy -q --all-targets -- -D warnings
+log "cargo clippy (core, command, filter, empty filter; native, wasm32 debug and release)"
+cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
+cargo clippy -q --release --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
+cargo clippy -q --target wasm32-unknown-unknown -p empty-filter -- -D warnings
 
 log "core unit tests, native"
 cargo test -q -p canary-router

@@ -1,7 +1,12 @@
 //! Table-driven unit tests of the core, run natively (`cargo test`) and on wasm32 under Node
 //! (`wasm-bindgen-test`). The golden values are literal constants computed natively, so the
 //! wasm32 run checks that both targets agree bit for bit.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod bucketing;
 mod config_errors;
@@ -11,6 +16,9 @@ mod json;
 mod overrides;
 mod parsing;
 mod pb;
+// proptest is a native dev-dependency only (the wasm32 run is under Node).
+#[cfg(not(target_arch = "wasm32"))]
+mod properties;
 mod ramp;
 mod regex;
 mod stats;
