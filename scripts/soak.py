@@ -114,13 +114,13 @@ def main() -> int:
          f"{before['rss_kib']} -> {after['rss_kib']} KiB"),
         ("requests counted = requests served",
          counts.get("canary_router_requests_total") == served,
-         f"{counts.get('canary_router_requests_total', 0):g} counted, {served} served, {sent} sent by wrk"),
+         f"{counts.get('canary_router_requests_total', 0):.0f} counted, {served} served, {sent} sent by wrk"),
         ("every request minted a cookie",
          counts.get("canary_router_requests_total[minted]") == served,
-         f"{counts.get('canary_router_requests_total[minted]', 0):g}"),
+         f"{counts.get('canary_router_requests_total[minted]', 0):.0f}"),
         ("responses counted = requests served",
          counts.get("canary_router_responses_total") == served,
-         f"{counts.get('canary_router_responses_total', 0):g}"),
+         f"{counts.get('canary_router_responses_total', 0):.0f}"),
     ]
     print(f"\nsoak: {minutes:g} min, {soak['requests']} requests ({soak['rps']:.0f}/s) after "
           f"{warm['requests']} warm-up requests")
