@@ -6,6 +6,7 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod fuzz_regressions;
 mod guard;
 mod json;
 mod overrides;
