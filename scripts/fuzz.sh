@@ -19,6 +19,10 @@ TARGETS=(config_bytes config_json cookies_query regex decide metadata guard_wind
 FUZZ=(cargo +nightly fuzz)
 OPTS=(--fuzz-dir "$FUZZ_DIR" --sanitizer none)
 
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  log "installing the nightly toolchain (libFuzzer needs it)"
+  rustup toolchain install nightly --profile minimal
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   log "installing cargo-fuzz"
   cargo install cargo-fuzz --locked
@@ -52,7 +56,7 @@ for t in "${TARGETS[@]}"; do
   fi
   persec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$LOGS/$t.log" | tail -n 1)
   grep -E '^#[0-9]+ *DONE' "$LOGS/$t.log" >&2 || true
-  echo "$t: ${execs:-?} executions in ${SECS}s (${persec:-?}/s): $status" >&2
+  echo "$t: ${execs:-?} executions (${SECS}s budget, ${persec:-?}/s): $status" >&2
   rows+=("$t ${execs:-?} ${persec:-?} $(find "${corpus[0]}" -type f | wc -l) $status")
 done
 

@@ -30,7 +30,6 @@ fuzz_target!(|input: Input| {
         let found = cookie_in(h, &input.name);
         if let Some(v) = found {
             assert!(within(v, h), "cookie value is a slice of its header");
-            assert!(!v.starts_with('"') || !v.ends_with('"') || v.len() < 2 || v == "\"");
             first = first.or(Some(v));
         }
         req.headers.push(("cookie".into(), h.clone()));
