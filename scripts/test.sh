@@ -24,6 +24,7 @@ log "core unit tests, wasm32-unknown-unknown under Node (same answers as native)
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
   cargo test -p canary-router --lib --target wasm32-unknown-unknown
 
+"$ROOT/scripts/fuzz.sh" 3
 "$ROOT/scripts/build.sh"
 log "canary-router command"
 cargo build -q --bin canary-router

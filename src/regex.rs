@@ -3,7 +3,8 @@
 //! request slow however hostile the value (`(a+)+b` against 50 000 `a`s is linear).
 //!
 //! The syntax is the common subset of RE2 / Rust `regex` (which Envoy and Istio use):
-//! literals and `\`-escaped punctuation; `.`; classes `[a-z0-9_]`, `[^…]`, `[[:alpha:]]`;
+//! literals and `\`-escaped punctuation (not `\<` `\>`, word assertions in Rust `regex`);
+//! `.`; classes `[a-z0-9_]`, `[^…]`, `[[:alpha:]]` (no set operators `--` `&&` `~~`);
 //! `\d \w \s` and their negations (ASCII); `\t \n \r \f \v \xHH \x{H…}`; anchors `^ $ \A \z`
 //! and word boundaries `\b \B`; groups `(…)`, `(?:…)`, `(?P<name>…)`, `(?<name>…)`;
 //! alternation `|`; repetition `* + ? {n} {n,} {n,m}` (lazy forms accepted); flags `i`
@@ -356,8 +357,14 @@ impl Parser {
                 }
                 Some('(') => {
                     self.pos += 1;
-                    if let Some(node) = self.group(&mut flags)? {
-                        items.push(node);
+                    match self.group(&mut flags)? {
+                        Some(node) => items.push(node),
+                        // A flag group (`(?i)`) is no expression: `a(?i)+` is refused as
+                        // in RE2 and Rust `regex`, not read as `a+`.
+                        None if matches!(self.peek(), Some('*' | '+' | '?' | '{')) => {
+                            return Err(self.error("repetition operator missing expression"));
+                        }
+                        None => {}
                     }
                 }
                 Some(_) => items.push(self.atom(flags)?),
@@ -543,6 +550,11 @@ impl Parser {
             'z' if !in_class => Escaped::Look(Look::End),
             'b' if !in_class => Escaped::Look(Look::WordBoundary),
             'B' if !in_class => Escaped::Look(Look::NotWordBoundary),
+            // `\<` and `\>` are word-start and word-end assertions in Rust `regex` but
+            // literals in RE2: outside the common subset, so refused like other escapes.
+            '<' | '>' => {
+                return Err(self.error(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])))
+            }
             c if c.is_ascii_punctuation() || c == ' ' => Escaped::Char(c),
             c => {
                 return Err(self.error(&cat(&["unsupported escape \\", c.encode_utf8(&mut [0; 4])])))
@@ -588,6 +600,7 @@ impl Parser {
                 break;
             }
             first = false;
+            self.no_set_operator()?;
             if c == '[' && self.chars.get(self.pos + 1) == Some(&':') {
                 self.posix(&mut ranges)?;
                 continue;
@@ -603,6 +616,7 @@ impl Parser {
             };
             // A range `lo-hi`, unless the '-' is last (`[a-]`).
             if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
+                self.no_set_operator()?;
                 self.pos += 1;
                 let Escaped::Char(hi) = self.class_char()? else {
                     return Err(self.error("invalid range in character class"));
@@ -634,6 +648,23 @@ impl Parser {
             ranges: normalize(ranges),
             negated,
         })
+    }
+
+    /// Refuses `--`, `&&` and `~~` at the current position of a class: set operations in Rust
+    /// `regex` (difference, intersection, symmetric difference), a range or literals in RE2
+    /// (`[--a]` is `-` to `a` there), so outside the common subset either way.
+    fn no_set_operator(&self) -> Result<(), String> {
+        match (self.peek(), self.chars.get(self.pos + 1)) {
+            (Some(c @ ('-' | '&' | '~')), Some(d)) if c == *d => {
+                let op: String = [c, c].iter().collect();
+                Err(self.error(&cat(&[
+                    "ambiguous '",
+                    &op,
+                    "' in a character class (a set operation in Rust regex); escape it",
+                ])))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn class_char(&mut self) -> Result<Escaped, String> {

@@ -11,6 +11,7 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod fuzz_regressions;
 mod guard;
 mod json;
 mod overrides;

@@ -170,7 +170,7 @@ const INPUTS: &[&str] = &[
     "ab\n",
 ];
 
-fn reference(pattern: &str) -> Option<regex_lite::Regex> {
+pub(super) fn reference(pattern: &str) -> Option<regex_lite::Regex> {
     regex_lite::Regex::new(&format!("^(?:{pattern})$"))
         .ok()
         .filter(|_| regex_lite::Regex::new(pattern).is_ok())

@@ -1,0 +1,95 @@
+//! Inputs the fuzz targets (tests/fuzz, `scripts/fuzz.sh`) found, reproduced natively. Each
+//! input is also kept in tests/fuzz/regressions/<target>/ and replayed by the fuzzer.
+
+use crate::regex::Regex;
+
+/// regex: `[--a]` is the range `-`..`a` in RE2 but a class difference in Rust `regex` (and
+/// `-` or `a` in regex-lite); the engine took RE2's reading and matched `:`, which neither
+/// reference does. Class set operators (`--`, `&&`, `~~`) are now refused, as regex-lite
+/// refuses them after a class item.
+/// (tests/fuzz/regressions/regex/class-set-operator)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn class_set_operators_are_refused() {
+    for (pattern, op, at) in [
+        ("[--a]", "--", 1),
+        ("[!--b]", "--", 2),
+        ("[a&&b]", "&&", 2),
+        ("[a~~b]", "~~", 2),
+        ("x[0-9--5]", "--", 5),
+    ] {
+        let e = Regex::new(pattern).unwrap_err();
+        assert_eq!(
+            e,
+            format!("ambiguous '{op}' in a character class (a set operation in Rust regex); escape it at position {at}"),
+            "{pattern:?}"
+        );
+    }
+    // A single '-', '&' or '~', and escaped doubles, are still literals.
+    for (pattern, text) in [
+        ("[-a]+", "-a"),
+        ("[a-]+", "a-"),
+        ("[a&b~]+", "&~"),
+        ("[\\-\\-a]+", "-a"),
+        ("[\\&&]+", "&&"),
+        ("[a-c-]+", "b-"),
+    ] {
+        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+        assert!(re.is_full_match(text), "{pattern:?} on {text:?}");
+        let lite = super::regex::reference(pattern).unwrap();
+        assert!(lite.is_match(text), "regex-lite: {pattern:?} on {text:?}");
+    }
+}
+
+/// regex: not a bug of the engine, a gap of the reference. `(?i)[\x1b-c]` holds `A`..`Z`, so
+/// it matches `x` case-insensitively in RE2 and Rust `regex`; regex-lite answers no (it folds
+/// only ranges within letters). The engine keeps RE2's answer; the fuzz target asks `regex`
+/// when the two disagree. (tests/fuzz/regressions/regex/regex-lite-case-fold-range)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn case_folding_of_ranges_that_span_letters() {
+    for pattern in ["(?i)[\u{1b}-c]+", "(?i)[A-c]", "(?i)[@-c]"] {
+        let re = Regex::new(pattern).unwrap();
+        assert!(re.is_full_match("x"), "{pattern:?}");
+        assert!(re.is_full_match("C"), "{pattern:?}");
+        assert!(!re.is_full_match("~"), "{pattern:?}");
+    }
+}
+
+/// regex: `\<` was the literal `<` (RE2's reading) but is a word-start assertion in Rust
+/// `regex` and regex-lite, so `\<(?i)ab` matched `<ab` only, and not `ab` as they do. `\<` and
+/// `\>` are now refused as unsupported escapes. (tests/fuzz/regressions/regex/word-start-escape)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn word_start_and_end_escapes_are_refused() {
+    for (pattern, want) in [
+        ("\\<(?i)ab", "unsupported escape \\< at position 2"),
+        ("ab\\>", "unsupported escape \\> at position 4"),
+        ("[\\<]", "unsupported escape \\< at position 3"),
+    ] {
+        assert_eq!(Regex::new(pattern).unwrap_err(), want, "{pattern:?}");
+    }
+    // Unescaped, they are literals in every engine.
+    let re = Regex::new("<a>").unwrap();
+    assert!(re.is_full_match("<a>"));
+    assert!(super::regex::reference("<a>").unwrap().is_match("<a>"));
+}
+
+/// regex: a repetition right after a flag group (`a(?i)+`) repeated the item before the
+/// group (`a+`); RE2 and Rust `regex` refuse it (regex-lite accepts it). Now refused like `*a`.
+/// (tests/fuzz/regressions/regex/repeated-flag-group)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn repetition_of_a_flag_group_is_refused() {
+    for (pattern, at) in [("a(?i)+", 5), ("(?i)*", 4), ("ab(?s)?", 6), ("a(?m){2}", 5)] {
+        assert_eq!(
+            Regex::new(pattern).unwrap_err(),
+            format!("repetition operator missing expression at position {at}"),
+            "{pattern:?}"
+        );
+    }
+    // A group with flags and an expression is an expression.
+    let re = Regex::new("a(?i:b)+").unwrap();
+    assert!(re.is_full_match("abB"));
+    assert!(!re.is_full_match("a"));
+}
