@@ -26,8 +26,17 @@ def start(envoys, backends):
     return envoys(b)
 
 
+def wasm_stats(envoy) -> dict:
+    """Envoy's Wasm runtime stats (`wasm.*`): VMs created and active, reload failures."""
+    _, text = envoy.admin_get("/stats?filter=^wasm\\.")
+    return {k: int(v) for k, v in (l.split(": ") for l in text.splitlines() if ": " in l)
+            if v.isdigit()}
+
+
 def test_hostile_requests_get_safe_defaults(envoys, backends):
     envoy = start(envoys, backends)
+    vms_before = wasm_stats(envoy)
+    assert vms_before.get("wasm.envoy.wasm.runtime.v8.active", 0) >= 2
 
     # A 200 KiB cookie header with 10 000 pairs; the sticky cookie comes last.
     pairs = "; ".join(f"k{i}=v{i}" for i in range(10_000))
@@ -74,3 +83,9 @@ def test_hostile_requests_get_safe_defaults(envoys, backends):
         expected_variant(CANARY_10, bucket("reviews", "alice"))
     bad = [l for l in envoy.log().splitlines() if TRAP_SIGNS.search(l)]
     assert not bad, bad[:5]
+    # Envoy's Wasm stats agree: no VM created again (FAIL_RELOAD replaces a trapped VM) or
+    # gone, no reload failure.
+    vms_after = wasm_stats(envoy)
+    for k in ("wasm.envoy.wasm.runtime.v8.created", "wasm.envoy.wasm.runtime.v8.active"):
+        assert vms_after.get(k) == vms_before.get(k), (k, vms_before, vms_after)
+    assert not any(v for k, v in vms_after.items() if "failure" in k), vms_after
