@@ -92,6 +92,10 @@ impl Guard {
         self.baseline
     }
 
+    pub fn min_requests(&self) -> u32 {
+        self.min_requests
+    }
+
     pub fn window_seconds(&self) -> u32 {
         self.window_seconds
     }

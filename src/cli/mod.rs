@@ -303,7 +303,7 @@ fn describe_policy(policy: &Policy, raw: Option<&RawPolicy>) -> String {
             guard.hold_seconds(),
             limits.join(" or "),
             guard.window_seconds(),
-            g.min_requests.unwrap_or(20)
+            guard.min_requests()
         );
         if let Some(n) = guard.notify() {
             text.push_str(&format!(", notify cluster {}", n.cluster));

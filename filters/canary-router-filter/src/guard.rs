@@ -108,9 +108,11 @@ impl Guards {
     }
 
     /// Merges pending outcomes into the shared windows and reads back the trip states at
-    /// `now_ms` (unix milliseconds). Returns the changes this VM made, to report.
-    pub fn tick(&mut self, config: &Config, now_ms: i64) -> Vec<Change> {
+    /// `now_ms` (unix milliseconds). Returns the changes this VM made, to report, and whether
+    /// this VM's view of some guard changed (its splits must then be recomputed).
+    pub fn tick(&mut self, config: &Config, now_ms: i64) -> (Vec<Change>, bool) {
         let mut changes = Vec::new();
+        let mut view_changed = false;
         for entry in &mut self.entries {
             let Some(guard) = config.policy(entry.policy).and_then(|p| p.guard()) else {
                 continue;
@@ -129,11 +131,12 @@ impl Guards {
             if let Some(t) = self.tripped.get_mut(entry.policy) {
                 if *t != tripped {
                     *t = tripped;
+                    view_changed = true;
                     set_tripped_gauge(config, entry.policy, tripped);
                 }
             }
         }
-        changes
+        (changes, view_changed)
     }
 }
 

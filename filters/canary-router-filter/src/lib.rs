@@ -50,6 +50,8 @@ struct Active {
     /// With ramps or guards: each policy's split in force now (ramp applied, a tripped guard's
     /// variant diverted), refreshed at every tick. Empty otherwise (the configured splits hold).
     live: RefCell<Vec<Split>>,
+    /// Some policy has a ramp (checked once, not at every tick).
+    ramps: bool,
     guards: Option<RefCell<guard::Guards>>,
     metrics: Metrics,
 }
@@ -133,7 +135,7 @@ impl Active {
     /// guards; returns them when they differ from the ones in force.
     fn refresh_live(&self, now: i64) -> Option<Vec<Split>> {
         let config = &self.config;
-        if !config.has_ramps() && self.guards.is_none() {
+        if !self.ramps && self.guards.is_none() {
             return None;
         }
         let live = match &self.guards {
@@ -232,6 +234,7 @@ impl Root {
                     TICK_MS
                 };
                 let active = Rc::new(Active {
+                    ramps: config.has_ramps(),
                     config,
                     route_names: RefCell::new(NameMap::new()),
                     routes: RefCell::new(Vec::new()),
@@ -247,9 +250,10 @@ impl Root {
                 self.weight_gauges =
                     metrics::set_weights(&active.config, &live, &self.weight_gauges);
                 *active.live.borrow_mut() = live;
+                let fingerprint = active.config.fingerprint();
                 if let Some(old) = self.active.replace(active) {
                     if let Some(guards) = &old.guards {
-                        if old.config.fingerprint() != self.active_fingerprint() {
+                        if old.config.fingerprint() != fingerprint {
                             guards.borrow().release();
                         }
                     }
@@ -279,10 +283,15 @@ impl Root {
         };
         active.metrics.flush(&active.config);
         let now_ms = unix_ms();
-        self.tick_guards(&active, now_ms);
-        if let Some(live) = active.refresh_live(now_ms / 1000) {
-            self.weight_gauges = metrics::set_weights(&active.config, &live, &self.weight_gauges);
-            *active.live.borrow_mut() = live;
+        // Without a ramp the splits change only when a guard trips or re-arms in this VM's view:
+        // the per-tick cost then does not grow with the number of policies.
+        let view_changed = self.tick_guards(&active, now_ms);
+        if active.ramps || view_changed {
+            if let Some(live) = active.refresh_live(now_ms / 1000) {
+                self.weight_gauges =
+                    metrics::set_weights(&active.config, &live, &self.weight_gauges);
+                *active.live.borrow_mut() = live;
+            }
         }
         self.since_expiry_ms += self.tick_ms;
         if self.since_expiry_ms >= ROUTE_CACHE_MS {
@@ -294,21 +303,19 @@ impl Root {
         }
     }
 
-    fn active_fingerprint(&self) -> u64 {
-        self.active.as_ref().map_or(0, |a| a.config.fingerprint())
-    }
-
     /// Merges this VM's guard outcomes into the shared windows and reports the changes it made.
-    fn tick_guards(&mut self, active: &Active, now_ms: i64) {
+    /// Returns whether this VM's view of some guard changed.
+    fn tick_guards(&mut self, active: &Active, now_ms: i64) -> bool {
         let Some(guards) = &active.guards else {
-            return;
+            return false;
         };
-        let changes = guards.borrow_mut().tick(&active.config, now_ms);
+        let (changes, view_changed) = guards.borrow_mut().tick(&active.config, now_ms);
         for change in &changes {
             if let Some(call) = guard::report(&active.config, change, &self.node, now_ms / 1000) {
                 self.calls.push(call);
             }
         }
+        view_changed
     }
 
     /// The answer to a guard notification: anything but a 2xx (or no answer) is a failure.
