@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzes the core with cargo-fuzz (libFuzzer, nightly): every target in tests/fuzz for SECONDS
-# each (default 60) from its seeds (tests/fuzz/seeds/<target>) and past crashes
-# (tests/fuzz/regressions/<target>), then replays every regression input once so that old
-# crashes stay fixed. Prints executions per target and a summary; exits non-zero on any crash.
-#   scripts/fuzz.sh [SECONDS]
+# Fuzzes the core with cargo-fuzz (libFuzzer, nightly): every target in tests/fuzz from its seeds
+# (tests/fuzz/seeds/<target>) and past crashes (tests/fuzz/regressions/<target>), then replays
+# every regression input once so that old crashes stay fixed. Prints executions per target and a
+# summary; exits non-zero on any crash.
+#   scripts/fuzz.sh [SECONDS]   explore: SECONDS per target (default 60); new inputs are kept in
+#                               tests/fuzz/corpus/<target> (untracked) for the next run
+#   scripts/fuzz.sh --runs N    regression run (scripts/test.sh): N executions per target with a
+#                               fixed seed from the tracked seeds and regressions only, so the same
+#                               commit always runs the same inputs and CI fails only on a change
 # A crash leaves its input in tests/fuzz/artifacts/<target>/; reproduce it with
 #   cargo +nightly fuzz run --fuzz-dir tests/fuzz -s none <target> <file>
 # then fix it, and add the file to tests/fuzz/regressions/<target>/ with a unit test.
@@ -11,7 +15,20 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-SECS="${1:-60}"
+RUNS=""
+SECS=60
+case "${1:-}" in
+  --runs) RUNS="${2:?--runs needs a number}" ;;
+  "") ;;
+  *) SECS="$1" ;;
+esac
+if [ -n "$RUNS" ]; then
+  BUDGET=(-runs="$RUNS" -seed=1)
+  WHAT="$RUNS runs"
+else
+  BUDGET=(-max_total_time="$SECS")
+  WHAT="${SECS}s"
+fi
 FUZZ_DIR=tests/fuzz
 TARGETS=(config_bytes config_json cookies_query regex decide metadata guard_window)
 # The core has no unsafe code: no sanitizer (several times faster; panics and failed asserts
@@ -36,8 +53,14 @@ mkdir -p "$LOGS"
 failed=0
 rows=()
 for t in "${TARGETS[@]}"; do
-  log "fuzzing $t for ${SECS}s"
-  corpus=("$FUZZ_DIR/corpus/$t")
+  log "fuzzing $t ($WHAT)"
+  if [ -n "$RUNS" ]; then
+    # A fresh corpus directory: what earlier runs found locally must not change this run.
+    corpus=("$FUZZ_DIR/target/smoke-corpus/$t")
+    rm -rf "${corpus[0]}"
+  else
+    corpus=("$FUZZ_DIR/corpus/$t")
+  fi
   mkdir -p "${corpus[0]}"
   for d in "$FUZZ_DIR/seeds/$t" "$FUZZ_DIR/regressions/$t"; do
     if [ -d "$d" ]; then corpus+=("$d"); fi
@@ -45,7 +68,7 @@ for t in "${TARGETS[@]}"; do
   status=ok
   # New inputs go to the first (untracked) corpus directory only.
   if ! "${FUZZ[@]}" run "${OPTS[@]}" "$t" "${corpus[@]}" -- \
-      -max_total_time="$SECS" -timeout=10 -print_final_stats=1 >"$LOGS/$t.log" 2>&1; then
+      "${BUDGET[@]}" -timeout=10 -print_final_stats=1 >"$LOGS/$t.log" 2>&1; then
     status=CRASH
     failed=1
     tail -n 40 "$LOGS/$t.log" >&2
@@ -56,7 +79,7 @@ for t in "${TARGETS[@]}"; do
   fi
   persec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$LOGS/$t.log" | tail -n 1)
   grep -E '^#[0-9]+ *DONE' "$LOGS/$t.log" >&2 || true
-  echo "$t: ${execs:-?} executions (${SECS}s budget, ${persec:-?}/s): $status" >&2
+  echo "$t: ${execs:-?} executions ($WHAT, ${persec:-?}/s): $status" >&2
   rows+=("$t ${execs:-?} ${persec:-?} $(find "${corpus[0]}" -type f | wc -l) $status")
 done
 
@@ -76,7 +99,7 @@ for t in "${TARGETS[@]}"; do
   fi
 done
 
-log "summary (${SECS}s per target)"
+log "summary ($WHAT per target)"
 {
   echo "target executions exec/s corpus result"
   printf '%s\n' "${rows[@]}"

@@ -599,6 +599,9 @@ impl Parser {
                 self.pos += 1;
                 break;
             }
+            if c == ']' && first {
+                self.no_leading_bracket_range()?;
+            }
             first = false;
             self.no_set_operator()?;
             if c == '[' && self.chars.get(self.pos + 1) == Some(&':') {
@@ -663,6 +666,18 @@ impl Parser {
                     "' in a character class (a set operation in Rust regex); escape it",
                 ])))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses `[]-x]` and `[^]-x]`: a leading `]` starts the range `]`..`x` in RE2 but is a
+    /// literal of its own in Rust `regex`, where `-` and `x` follow as literals.
+    fn no_leading_bracket_range(&self) -> Result<(), String> {
+        let dash = self.chars.get(self.pos + 1) == Some(&'-');
+        match self.chars.get(self.pos + 2) {
+            Some(c) if dash && *c != ']' => Err(self.error(
+                "ambiguous range after a leading ']' in a character class (a range in RE2, literals in Rust regex); escape it",
+            )),
             _ => Ok(()),
         }
     }

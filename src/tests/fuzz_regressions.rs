@@ -93,3 +93,40 @@ fn repetition_of_a_flag_group_is_refused() {
     assert!(re.is_full_match("abB"));
     assert!(!re.is_full_match("a"));
 }
+
+/// regex: `[^]-q…]` read the leading `]` as the start of the range `]`..`q` (RE2's reading), so
+/// `a` was outside the negated class; Rust `regex` and regex-lite take `]`, `-` and `q` as three
+/// literals and match `a`. A leading `]` followed by a range dash is now refused.
+/// (tests/fuzz/regressions/regex/leading-bracket-range)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn range_from_a_leading_bracket_is_refused() {
+    for (pattern, at) in [
+        ("[^]-q]", 2),
+        ("[]-a]", 1),
+        ("x[]-z0]", 2),
+        ("[^]-qqq1q]", 2),
+    ] {
+        assert_eq!(
+            Regex::new(pattern).unwrap_err(),
+            format!("ambiguous range after a leading ']' in a character class (a range in RE2, literals in Rust regex); escape it at position {at}"),
+            "{pattern:?}"
+        );
+    }
+    // A leading ']' alone or with a trailing '-', an escaped one in a range, and a ']' later in
+    // the class read the same everywhere.
+    for (pattern, yes, no) in [
+        ("[]a]+", "]a", "b"),
+        ("[]-]+", "]-", "a"),
+        ("[^]-]", "a", "-"),
+        ("[\\]-a]+", "]^a", "b"),
+        ("[a]-c]", "a-c]", "b-c]"),
+    ] {
+        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+        let lite = super::regex::reference(pattern).unwrap();
+        assert!(re.is_full_match(yes), "{pattern:?} on {yes:?}");
+        assert!(lite.is_match(yes), "regex-lite: {pattern:?} on {yes:?}");
+        assert!(!re.is_full_match(no), "{pattern:?} on {no:?}");
+        assert!(!lite.is_match(no), "regex-lite: {pattern:?} on {no:?}");
+    }
+}
