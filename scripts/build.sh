@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the proxy-wasm filter in release and writes dist/canary-router.wasm:
+# Builds the proxy-wasm filter in release and writes dist/canary-router.wasm
+# (scripts/build.sh --fault-injection: the test module of tests/test_fail_strategy.py instead):
 #   cargo build for wasm32-unknown-unknown (opt-level "z", LTO, panic = abort, stripped), then
 #   Binaryen's wasm-opt (installed by scripts/setup.sh), which takes another ~20 % off the
 #   module: control flow re-structured (--flatten --rereloop), then -Oz until nothing changes.
@@ -7,6 +8,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 cd "$ROOT"
+if [[ "${1:-}" == "--fault-injection" ]]; then
+  # A test module, never shipped: the filter with the `fault-injection` feature (a request with
+  # `x-canary-router-fault: trap` traps the VM), built in its own target directory so that it
+  # never replaces the release build; not optimized by wasm-opt (tests only).
+  cargo build -q --release --target wasm32-unknown-unknown -p canary-router-filter \
+    --features fault-injection --target-dir target/fault-injection
+  out=target/fault-injection/canary-router-fault.wasm
+  cp target/fault-injection/wasm32-unknown-unknown/release/canary_router_filter.wasm "$out"
+  log "built $out ($(stat -c %s "$out") bytes; test module with fault injection)"
+  exit 0
+fi
 cargo build -q --release --target wasm32-unknown-unknown -p canary-router-filter
 mkdir -p dist
 built=target/wasm32-unknown-unknown/release/canary_router_filter.wasm

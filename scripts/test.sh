@@ -28,6 +28,7 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner"
 # scripts/fuzz.sh SECONDS, whose crashes become tests/fuzz/regressions inputs).
 "$ROOT/scripts/fuzz.sh" --runs 100000
 "$ROOT/scripts/build.sh"
+"$ROOT/scripts/build.sh" --fault-injection
 log "canary-router command"
 cargo build -q --bin canary-router
 export CANARY_ROUTER_BIN="$ROOT/target/debug/canary-router"

@@ -386,6 +386,10 @@ impl Request {
         let config = &active.config;
         SERVED.set(true);
         let req = HostRequest::read();
+        #[cfg(all(feature = "fault-injection", target_arch = "wasm32"))]
+        if req.header_values("x-canary-router-fault").next() == Some("trap") {
+            core::arch::wasm32::unreachable();
+        }
         let route = if config.route_metadata() {
             active.route_override(&req)
         } else {
