@@ -1,6 +1,8 @@
 //! A small regular expression engine for rule conditions: whole-value matching in time linear
-//! in the input (a Pike VM over a compiled program, no backtracking), so no pattern can make a
-//! request slow however hostile the value (`(a+)+b` against 50 000 `a`s is linear).
+//! in the input (an NFA simulation over a compiled program, no backtracking), so no pattern can
+//! make a request slow however hostile the value (`(a+)+b` against 50 000 `a`s is linear).
+//! Programs of up to 64 instructions without line or word assertions (most rule patterns) run
+//! bit-parallel; the others on a Pike VM.
 //!
 //! The syntax is the common subset of RE2 / Rust `regex` (which Envoy and Istio use):
 //! literals and `\`-escaped punctuation (not `\<` `\>`, word assertions in Rust `regex`);
@@ -36,8 +38,31 @@ pub const MAX_PROGRAM: usize = 20_000;
 /// A compiled pattern that matches whole values.
 pub struct Regex {
     program: Vec<Inst>,
+    /// Programs of at most 64 instructions without line or word assertions: the same
+    /// automaton run bit-parallel (one bit per instruction), a few instructions per character
+    /// and live thread instead of the Pike VM's thread lists.
+    bits: Option<Box<BitProgram>>,
     /// Thread lists reused between matches (taken while matching, so re-entrance is safe).
     cache: Cell<Option<Threads>>,
+}
+
+/// Epsilon closures as bit sets over the program, computed once at compile time. Bit `i` is
+/// instruction `i`; only consuming instructions and `Match` are kept in a closure.
+#[derive(Debug)]
+struct BitProgram {
+    /// From instruction `pc` (after a character was consumed, so `^`/`\A` fail), when more
+    /// input follows.
+    inner: [u64; 64],
+    /// The same at the end of the input (`$`/`\z` hold).
+    last: [u64; 64],
+    /// From the start: of a non-empty input, and of the empty input.
+    start: u64,
+    start_empty: u64,
+    /// The `Match` instruction.
+    accept: u64,
+    /// For each ASCII character, the instructions that consume it (others are tested one by
+    /// one).
+    ascii: [u64; 128],
 }
 
 impl fmt::Debug for Regex {
@@ -73,6 +98,7 @@ impl Regex {
         emit(&node, &mut program)?;
         program.push(Inst::Match);
         Ok(Regex {
+            bits: BitProgram::new(&program).map(Box::new),
             program,
             cache: Cell::new(None),
         })
@@ -80,6 +106,69 @@ impl Regex {
 
     /// Whether the pattern matches all of `text`.
     pub fn is_full_match(&self, text: &str) -> bool {
+        match &self.bits {
+            Some(bits) => self.run_bits(bits, text),
+            None => self.is_full_match_pike_vm(text),
+        }
+    }
+
+    /// The bit-parallel run: the set of live threads is a `u64`; each character keeps the
+    /// threads whose instruction consumes it and adds the closures of their successors.
+    fn run_bits(&self, bits: &BitProgram, text: &str) -> bool {
+        let mut chars = text.chars();
+        let Some(mut ch) = chars.next() else {
+            return bits.start_empty & bits.accept != 0;
+        };
+        let mut live = bits.start;
+        loop {
+            let after = chars.next();
+            let closures = if after.is_some() {
+                &bits.inner
+            } else {
+                &bits.last
+            };
+            let mut rest = match bits.ascii.get(ch as usize) {
+                Some(consumers) => live & consumers,
+                None => self.consumers(live, ch),
+            };
+            let mut next = 0u64;
+            while rest != 0 {
+                let pc = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                next |= closures.get(pc + 1).copied().unwrap_or(0);
+            }
+            live = next;
+            match after {
+                _ if live == 0 => return false,
+                Some(c) => ch = c,
+                None => return live & bits.accept != 0,
+            }
+        }
+    }
+
+    /// The threads of `live` whose instruction consumes `ch`.
+    fn consumers(&self, live: u64, ch: char) -> u64 {
+        let mut out = 0;
+        let mut rest = live;
+        while rest != 0 {
+            let pc = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if self.program.get(pc).is_some_and(|inst| inst.consumes(ch)) {
+                out |= 1 << pc;
+            }
+        }
+        out
+    }
+
+    /// Whether matches run bit-parallel (see [`Regex::is_full_match_pike_vm`]).
+    #[doc(hidden)]
+    pub fn is_bit_parallel(&self) -> bool {
+        self.bits.is_some()
+    }
+
+    /// The Pike VM: any program. Public for the fuzz target, which checks that both runs agree.
+    #[doc(hidden)]
+    pub fn is_full_match_pike_vm(&self, text: &str) -> bool {
         let mut threads = self
             .cache
             .take()
@@ -150,6 +239,76 @@ impl Regex {
             }
         }
     }
+}
+
+impl BitProgram {
+    /// `None` if the program is longer than 64 instructions or asserts line starts or ends or
+    /// word boundaries (they depend on the characters around, not only on the position).
+    fn new(program: &[Inst]) -> Option<BitProgram> {
+        if program.len() > 64
+            || program.iter().any(|inst| {
+                matches!(
+                    inst,
+                    Inst::Look(
+                        Look::LineStart
+                            | Look::LineEnd
+                            | Look::WordBoundary
+                            | Look::NotWordBoundary
+                    )
+                )
+            })
+        {
+            return None;
+        }
+        let mut bits = BitProgram {
+            inner: [0; 64],
+            last: [0; 64],
+            start: closure(program, 0, true, false),
+            start_empty: closure(program, 0, true, true),
+            accept: 0,
+            ascii: [0; 128],
+        };
+        for (c, consumers) in (0u8..).zip(bits.ascii.iter_mut()) {
+            for (pc, inst) in program.iter().enumerate() {
+                if inst.consumes(char::from(c)) {
+                    *consumers |= 1 << pc;
+                }
+            }
+        }
+        for pc in 0..program.len() {
+            *bits.inner.get_mut(pc)? = closure(program, pc, false, false);
+            *bits.last.get_mut(pc)? = closure(program, pc, false, true);
+            if matches!(program.get(pc), Some(Inst::Match)) {
+                bits.accept |= 1 << pc;
+            }
+        }
+        Some(bits)
+    }
+}
+
+/// The consuming instructions and `Match` reachable from `pc` without input, `^`/`\A` holding
+/// if `at_start`, `$`/`\z` if `at_end` (a program of at most 64 instructions).
+fn closure(program: &[Inst], pc: usize, at_start: bool, at_end: bool) -> u64 {
+    let (mut seen, mut out) = (0u64, 0u64);
+    let mut stack = vec![pc];
+    while let Some(pc) = stack.pop() {
+        if pc >= 64 || seen & (1 << pc) != 0 {
+            continue;
+        }
+        seen |= 1 << pc;
+        match program.get(pc) {
+            Some(Inst::Jump(to)) => stack.push(*to as usize),
+            Some(Inst::Split(a, b)) => {
+                stack.push(*b as usize);
+                stack.push(*a as usize);
+            }
+            Some(Inst::Look(Look::Start)) if at_start => stack.push(pc + 1),
+            Some(Inst::Look(Look::End)) if at_end => stack.push(pc + 1),
+            Some(Inst::Look(_)) | None => {}
+            Some(_) => out |= 1 << pc,
+        }
+    }
+    out
 }
 
 #[derive(Debug)]

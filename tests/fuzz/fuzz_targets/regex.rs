@@ -1,4 +1,5 @@
-//! The core's regex engine against `regex-lite` on `^(?:pattern)$`: never panics, and where
+//! The core's regex engine against `regex-lite` on `^(?:pattern)$`: never panics, its two runs
+//! (bit-parallel and Pike VM) agree, and where
 //! both accept a pattern they give the same answer on every haystack. Where they differ, the
 //! `regex` crate decides: regex-lite has case-folding gaps (`(?i)[A-c]` does not match `x`
 //! there, as it does in `regex` and RE2), and `regex` is Unicode-aware where the core and
@@ -33,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
             got,
             ours.is_full_match(h),
             "same answer twice (cached threads)"
+        );
+        assert_eq!(
+            got,
+            ours.is_full_match_pike_vm(h),
+            "bit-parallel run and Pike VM agree on {pattern:?} / {h:?}"
         );
         if let Some(theirs) = &theirs {
             let want = theirs.is_match(h);
