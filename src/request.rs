@@ -33,37 +33,89 @@ pub fn cookie<'a, R: RequestView + ?Sized>(req: &'a R, name: &str) -> Option<&'a
 
 /// The value of cookie `name` in one `Cookie` header value.
 pub fn cookie_in<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        if k.trim_matches(is_ows) != name {
+    // Byte offsets: every delimiter is ASCII, so each slice taken lies on character boundaries.
+    let bytes = header.as_bytes();
+    let mut start = 0;
+    loop {
+        let rest = bytes.get(start..)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(bytes.len(), |i| start + i);
+        if let Some(value) = cookie_pair(header, start, end, name) {
+            return Some(value);
+        }
+        if end >= bytes.len() {
             return None;
         }
-        let v = v.trim_matches(is_ows);
-        Some(
-            v.strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v),
-        )
-    })
+        start = end + 1;
+    }
 }
 
-fn is_ows(c: char) -> bool {
-    c == ' ' || c == '\t'
+/// The value of the pair `header[start..end]` (`name=value`, optional whitespace around both,
+/// the value possibly in double quotes) if its name is `name`.
+fn cookie_pair<'a>(header: &'a str, start: usize, end: usize, name: &str) -> Option<&'a str> {
+    let bytes = header.as_bytes();
+    let eq = start + bytes.get(start..end)?.iter().position(|&b| b == b'=')?;
+    let (k0, k1) = trim_ows(bytes, start, eq);
+    if bytes.get(k0..k1)? != name.as_bytes() {
+        return None;
+    }
+    let (mut v0, mut v1) = trim_ows(bytes, eq + 1, end);
+    if v1 - v0 >= 2 && bytes.get(v0) == Some(&b'"') && bytes.get(v1 - 1) == Some(&b'"') {
+        v0 += 1;
+        v1 -= 1;
+    }
+    header.get(v0..v1)
+}
+
+/// `start..end` without the spaces and tabs at either end.
+fn trim_ows(bytes: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
+    let ows = |i: usize| matches!(bytes.get(i), Some(b' ' | b'\t'));
+    while start < end && ows(start) {
+        start += 1;
+    }
+    while end > start && ows(end - 1) {
+        end -= 1;
+    }
+    (start, end)
 }
 
 /// The value of query parameter `name` in a request path, percent-decoded (`+` is a space).
 /// A parameter given without `=` has the empty value.
 pub fn query_in<'a>(path: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    let (_, query) = path.split_once('?')?;
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name || (k.contains(['%', '+']) && percent_decode(k) == name) {
-            Some(percent_decode(v))
-        } else {
-            None
+    let bytes = path.as_bytes();
+    let mut start = bytes.iter().position(|&b| b == b'?')? + 1;
+    let stop = bytes
+        .get(start..)?
+        .iter()
+        .position(|&b| b == b'#')
+        .map_or(bytes.len(), |i| start + i);
+    loop {
+        let end = bytes
+            .get(start..stop)?
+            .iter()
+            .position(|&b| b == b'&')
+            .map_or(stop, |i| start + i);
+        let pair = bytes.get(start..end)?;
+        let (k1, v0) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (start + i, start + i + 1),
+            None => (end, end),
+        };
+        let k = bytes.get(start..k1)?;
+        let matched = k == name.as_bytes()
+            || (k.iter().any(|&b| b == b'%' || b == b'+')
+                && path
+                    .get(start..k1)
+                    .is_some_and(|k| percent_decode(k) == name));
+        if matched {
+            return path.get(v0..end).map(percent_decode);
         }
-    })
+        if end >= stop {
+            return None;
+        }
+        start = end + 1;
+    }
 }
 
 /// Decodes `%XX` escapes and `+`; invalid escapes stay as they are, invalid UTF-8 is replaced.

@@ -33,6 +33,17 @@ fn cookie_header_parsing() {
         ("a b=1", "a", None),
         ("=1", "", Some("1")),
         ("café=crème", "café", Some("crème")),
+        ("a= \"x\" ", "a", Some("x")),
+        ("a=\" x \"", "a", Some(" x ")),
+        ("a=\"x", "a", Some("\"x")),
+        ("a=x\"", "a", Some("x\"")),
+        ("a = = ", "a", Some("=")),
+        (" ; a=1 ;", "a", Some("1")),
+        ("b=1;", "b", Some("1")),
+        ("a=1;a", "a", Some("1")),
+        ("=", "", Some("")),
+        (" \t=", "", Some("")),
+        ("é=1; a=é", "a", Some("é")),
     ];
     for &(header, name, want) in cases {
         assert_eq!(cookie_in(header, name), want, "{header:?} {name:?}");
@@ -88,6 +99,14 @@ fn query_parameter_parsing() {
         ("", "a", None),
         ("/p?x=1?a=2", "a", None),
         ("/p?x=1&a=2?b", "a", Some("2?b")),
+        ("/p?&", "", Some("")),
+        ("/p?a=1&", "", Some("")),
+        ("/p?=1", "", Some("1")),
+        ("/p?x=1&a", "a", Some("")),
+        ("/p?a#", "a", Some("")),
+        ("/p#x?a=1", "a", Some("1")),
+        ("/p?%zz=1&a=2", "%zz", Some("1")),
+        ("/p?é=ü", "é", Some("ü")),
     ];
     for &(path, name, want) in cases {
         assert_eq!(query_in(path, name).as_deref(), want, "{path:?} {name:?}");

@@ -1,4 +1,5 @@
-//! Arbitrary header values through the cookie, query, host and address parsers.
+//! Arbitrary header values through the cookie, query, host and address parsers; the cookie and
+//! query parsers answer as their first, `str`-based versions (`canary_router_fuzz::reference`).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -6,6 +7,7 @@ use canary_router::request::{
     address_ip, cookie, cookie_in, normalize_host, percent_decode, query_in,
 };
 use canary_router::SimpleRequest;
+use canary_router_fuzz::reference;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -28,6 +30,7 @@ fuzz_target!(|input: Input| {
     let mut first = None;
     for h in &input.headers {
         let found = cookie_in(h, &input.name);
+        assert_eq!(found, reference::cookie_in(h, &input.name), "{h:?} {:?}", input.name);
         if let Some(v) = found {
             assert!(within(v, h), "cookie value is a slice of its header");
             first = first.or(Some(v));
@@ -41,6 +44,17 @@ fuzz_target!(|input: Input| {
     );
 
     let value = query_in(&input.path, &input.name);
+    assert_eq!(
+        value,
+        reference::query_in(&input.path, &input.name),
+        "{:?} {:?}",
+        input.path,
+        input.name
+    );
+    for h in &input.headers {
+        // Header values as paths too: more `?`, `&`, `=` and `#` than arbitrary paths have.
+        assert_eq!(query_in(h, &input.name), reference::query_in(h, &input.name));
+    }
     if let Some(v) = &value {
         assert!(input.path.contains('?'));
         let _ = v.len();

@@ -188,3 +188,42 @@ pub fn check_decision(config: &Config, d: &Decision) {
         assert_eq!(m.as_str().len(), 32);
     }
 }
+
+/// The cookie and query parsers as they were written first, over `str` methods: the byte-level
+/// parsers of the core must answer exactly as these (the `cookies_query` target checks it).
+pub mod reference {
+    use canary_router::request::percent_decode;
+    use std::borrow::Cow;
+
+    fn is_ows(c: char) -> bool {
+        c == ' ' || c == '\t'
+    }
+
+    pub fn cookie_in<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+        header.split(';').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            if k.trim_matches(is_ows) != name {
+                return None;
+            }
+            let v = v.trim_matches(is_ows);
+            Some(
+                v.strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v),
+            )
+        })
+    }
+
+    pub fn query_in<'a>(path: &'a str, name: &str) -> Option<Cow<'a, str>> {
+        let (_, query) = path.split_once('?')?;
+        let query = query.split_once('#').map_or(query, |(q, _)| q);
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k == name || (k.contains(['%', '+']) && percent_decode(k) == name) {
+                Some(percent_decode(v))
+            } else {
+                None
+            }
+        })
+    }
+}
