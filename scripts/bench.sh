@@ -5,6 +5,9 @@
 #   scripts/bench.sh            full run (~20 min): rewrites BENCHMARKS.md and BENCHMARKS.svg;
 #                               raw results in target/bench/results.json
 #   scripts/bench.sh --quick    smoke run (< 3 min): everything under target/bench-quick/
+#   scripts/bench.sh --hostile  instructions per request of the hostile requests of
+#                               tests/test_hostile.py, native and through the filter (~10 min):
+#                               the "Hostile requests" section of BENCHMARKS.md
 # Set-up is included (idempotent): scripts/setup.sh, plus wrk and valgrind from Debian.
 # Run it on an otherwise idle machine; a busy machine inflates the figures.
 set -euo pipefail
@@ -16,7 +19,8 @@ case "${1:-}" in
   "") ;;
   --quick) mode=(--quick) ;;
   --agreement) mode=(--agreement "${2:-canary-router}") ;;
-  *) echo "usage: scripts/bench.sh [--quick | --agreement CONFIG]" >&2; exit 2 ;;
+  --hostile) mode=(--hostile) ; [[ "${2:-}" == "--quick" ]] && mode+=(--quick) ;;
+  *) echo "usage: scripts/bench.sh [--quick | --hostile [--quick] | --agreement CONFIG]" >&2; exit 2 ;;
 esac
 
 "$ROOT/scripts/setup.sh"

@@ -33,12 +33,56 @@ def wasm_stats(envoy) -> dict:
             if v.isdigit()}
 
 
+def cookie_of(size: int, last: str) -> str:
+    """A cookie header value of exactly `size` bytes: `k0=v0; k1=v1; …; last`."""
+    pairs, n = [], len(last)
+    while n + len(f"k{len(pairs)}=v{len(pairs)}; ") <= size:
+        pairs.append(f"k{len(pairs)}=v{len(pairs)}")
+        n += len(pairs[-1]) + 2
+    value = "; ".join(pairs + [last])
+    return value + "x" * (size - len(value)) if size > len(value) else value
+
+
+def query_of(size: int, last: str) -> str:
+    """A query string of exactly `size` bytes: broken escapes (`q0=%zz+0&…`), then `last`."""
+    parts, n = [], len(last)
+    while n + len(f"q{len(parts)}=%zz+{len(parts)}&") <= size:
+        parts.append(f"q{len(parts)}=%zz+{len(parts)}")
+        n += len(parts[-1]) + 1
+    value = "&".join(parts + [last])
+    return "p" * (size - len(value)) + value
+
+
+def test_envoy_limits_answer_first_with_default_settings(envoys, backends):
+    """With Envoy's defaults (request headers ≤ 60 KiB, ≤ 100 headers) the 64 KiB cookie, the
+    64 KiB query and thousands of headers are refused by Envoy with 431 before any filter runs;
+    the filter never sees them and its VM is untouched."""
+    b = bootstrap_for(CONFIG, backends.some("canary", "stable"), ["canary", "stable"])
+    envoy = envoys(b)
+    before = wasm_stats(envoy)
+    assert len(cookie_of(64 * 1024, "session=zed")) == 64 * 1024
+    assert len(query_of(64 * 1024, "uid=q%71")) == 64 * 1024
+    for headers, path in [({"cookie": cookie_of(64 * 1024, "session=zed")}, "/"),
+                          ({}, "/?" + query_of(64 * 1024, "uid=q%71")),
+                          ({f"x-h{i}": "v" for i in range(3000)}, "/")]:
+        assert envoy.request(path, headers).status == 431
+    assert envoy.request("/", {"x-user-id": "alice"}).status == 200
+    _, text = envoy.admin_get("/stats?filter=http.ingress.downstream_rq_4xx")
+    assert text.strip().endswith(": 3"), text
+    assert wasm_stats(envoy) == before
+    assert not [l for l in envoy.log().splitlines() if TRAP_SIGNS.search(l)]
+
+
 def test_hostile_requests_get_safe_defaults(envoys, backends):
     envoy = start(envoys, backends)
     vms_before = wasm_stats(envoy)
     assert vms_before.get("wasm.envoy.wasm.runtime.v8.active", 0) >= 2
 
-    # A 200 KiB cookie header with 10 000 pairs; the sticky cookie comes last.
+    # A 64 KiB cookie header with thousands of pairs, and a 200 KiB one with 10 000; the
+    # sticky cookie comes last.
+    r = envoy.request("/", {"cookie": cookie_of(64 * 1024, "session=zed")})
+    assert r.status == 200
+    assert r.served_by == expected_variant(CANARY_10, bucket("reviews", "zed"))
     pairs = "; ".join(f"k{i}=v{i}" for i in range(10_000))
     r = envoy.request("/", {"cookie": f"{pairs}; session=zed"})
     assert r.status == 200
@@ -69,9 +113,9 @@ def test_hostile_requests_get_safe_defaults(envoys, backends):
     assert r.status == 200
     assert r.served_by == expected_variant(CANARY_10, bucket("reviews", "many"))
 
-    # A 60 KiB query string (the backend's own limit is 64 KiB) with the key at its end, and
-    # a pathological input for a nested-quantifier regex (linear-time engine: no blow-up).
-    r = envoy.request("/?" + "&".join(f"q{i}=%zz+{i}" for i in range(4500)) + "&uid=q%71")
+    # A 64 KiB query string of broken escapes with the key at its end, and a pathological
+    # input for a nested-quantifier regex (linear-time engine: no blow-up).
+    r = envoy.request("/?" + query_of(64 * 1024, "uid=q%71"))
     assert r.status == 200
     assert r.served_by == expected_variant(CANARY_10, bucket("reviews", "qq"))
     r = envoy.request("/", {"x-beta": "a" * 50_000 + "c"})

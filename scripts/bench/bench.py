@@ -7,7 +7,8 @@ policies and rules; size and memory; the core's micro-benchmark.
     scripts/bench.sh --quick    smoke run (< 3 min): writes only under target/bench-quick/
 
 Run through scripts/bench.sh, which installs the tools and builds both .wasm files first.
-`--agreement CONFIG` (not part of a normal run) measures CONFIG's instructions per request with
+`--hostile` (not part of a normal run) measures the hostile request shapes of
+tests/test_hostile.py (scripts/bench/hostile.py). `--agreement CONFIG` (not part of a normal run) measures CONFIG's instructions per request with
 both callgrind methods (two processes vs. one process with dumps) and prints the agreement.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import configs as C  # noqa: E402
+import hostile  # noqa: E402
 import procs as P  # noqa: E402
 import report  # noqa: E402
 
@@ -377,6 +379,10 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     docs.mkdir(parents=True, exist_ok=True)
     report.write(results, docs / "BENCHMARKS.md", docs / "BENCHMARKS.svg")
+    # The hostile-request figures come from their own run (--hostile); keep them.
+    kept = hostile.load(out / "hostile.json")
+    if kept is not None:
+        hostile.write_section(docs / "BENCHMARKS.md", kept)
     log(f"wrote {out / 'results.json'}, {docs / 'BENCHMARKS.md'}, {docs / 'BENCHMARKS.svg'} "
         f"({results['seconds']} s)")
     return results
@@ -411,10 +417,25 @@ def agreement(name: str, out: Path, n1: int, n2: int, settle: float) -> None:
     print(json.dumps(result, indent=2))
 
 
+def run_hostile(quick: bool) -> None:
+    """Instructions per request of the hostile request shapes (scripts/bench/hostile.py)."""
+    out = ROOT / "target" / ("bench-quick" if quick else "bench")
+    h = Harness("quick" if quick else "full", out)
+    log("hostile requests: instructions per request, native and canary-router, per shape")
+    results = hostile.run(h, quick, log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hostile.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = out / "BENCHMARKS.md" if quick else ROOT / "BENCHMARKS.md"
+    hostile.write_section(md, results)
+    log(f"wrote {out / 'hostile.json'} and the hostile section of {md}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run; outputs in target/bench-quick")
     ap.add_argument("--agreement", metavar="CONFIG", help="compare the two callgrind methods")
+    ap.add_argument("--hostile", action="store_true",
+                    help="instructions per request of hostile requests (with --quick: fewer)")
     ap.add_argument("--settle", type=float, default=0.0, metavar="S",
                     help="--agreement: idle seconds between ready and the requests (two-process)")
     args = ap.parse_args()
@@ -427,7 +448,9 @@ def main() -> None:
     atexit.register(P.stop_all)
 
     try:
-        if args.agreement:
+        if args.hostile:
+            run_hostile(args.quick)
+        elif args.agreement:
             agreement(args.agreement, ROOT / "target" / "bench-agreement", 500, 2500, args.settle)
         elif args.quick:
             out = ROOT / "target" / "bench-quick"
