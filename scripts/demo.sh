@@ -55,7 +55,11 @@ from collections import Counter
 users = int(sys.argv[1])
 conn = http.client.HTTPConnection("127.0.0.1", 10000)
 
+sent = 0
+
 def get(path="/", **headers):
+    global sent
+    sent += 1
     conn.request("GET", path, headers={"host": "reviews", **headers})
     r = conn.getresponse()
     r.read()
@@ -90,23 +94,34 @@ stable_user = next(f"user-{i}" for i in range(100)
 r = get(**{"x-user-id": stable_user, "x-canary-variant": "canary"})
 print(f"   {stable_user} sends x-canary-variant: canary -> served by {r.getheader('x-served-by')}")
 
-admin = http.client.HTTPConnection("127.0.0.1", 9901)
-admin.request("GET", "/stats/prometheus")
-text = admin.getresponse().read().decode()
-requests, responses, reasons = Counter(), Counter(), Counter()
-ok = Counter()
-for line in text.splitlines():
-    m = re.match(r'(canary_router_\w+)\{(.*)\} (\S+)$', line)
-    if not m:
-        continue
-    name, labels, value = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2))), float(m.group(3))
-    if name == "canary_router_requests_total":
-        requests[labels["variant"]] += value
-        reasons[(labels["variant"], labels["reason"])] += value
-    elif name == "canary_router_responses_total":
-        responses[labels["variant"]] += value
-        if labels["code_class"] not in ("5xx", "none") and labels["grpc_status"] in ("none", "OK"):
-            ok[labels["variant"]] += value
+import time
+
+def scrape():
+    admin = http.client.HTTPConnection("127.0.0.1", 9901)
+    admin.request("GET", "/stats/prometheus")
+    text = admin.getresponse().read().decode()
+    requests, responses, reasons, ok = Counter(), Counter(), Counter(), Counter()
+    for line in text.splitlines():
+        m = re.match(r'(canary_router_\w+)\{(.*)\} (\S+)$', line)
+        if not m:
+            continue
+        name, labels, value = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2))), float(m.group(3))
+        if name == "canary_router_requests_total":
+            requests[labels["variant"]] += value
+            reasons[(labels["variant"], labels["reason"])] += value
+        elif name == "canary_router_responses_total":
+            responses[labels["variant"]] += value
+            if labels["code_class"] not in ("5xx", "none") and labels["grpc_status"] in ("none", "OK"):
+                ok[labels["variant"]] += value
+    return text, requests, responses, reasons, ok
+
+# The filter batches its counters and flushes them every second: wait until Envoy has them all.
+deadline = time.monotonic() + 5
+while True:
+    text, requests, responses, reasons, ok = scrape()
+    if sum(responses.values()) >= sent or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 total = sum(requests.values())
 print("\n6. From Envoy's /stats/prometheus (canary_router_requests_total, canary_router_responses_total):")
 print(f"   {'variant':8} {'requests':>9} {'share':>7} {'success':>8}   reasons")
