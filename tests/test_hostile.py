@@ -2,16 +2,10 @@
 import re
 
 from harness import bootstrap_for, bucket, expected_variant, hcm
+from hostile_inputs import HOSTILE_CONFIG, cookie_of, query_of
 
 CANARY_10 = [("canary", 10), ("stable", 90)]
-CONFIG = {"policies": [{
-    "name": "reviews",
-    "variants": [{"name": "canary", "weight": 10}, {"name": "stable", "weight": 90}],
-    "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "session"}, {"query": "uid"}],
-               "cookie": {"name": "canary-id", "max_age": 60}},
-    "rules": [{"variant": "canary", "match": [{"header": "x-beta", "regex": "(a+)+b"}]},
-              {"variant": "canary", "match": [{"cookie": "ab", "exact": "b"}]}],
-}]}
+CONFIG = HOSTILE_CONFIG
 
 TRAP_SIGNS = re.compile(r"panicked|wasm trap|Uncaught|unreachable|Function: proxy_on_\w+ failed",
                         re.IGNORECASE)
@@ -31,26 +25,6 @@ def wasm_stats(envoy) -> dict:
     _, text = envoy.admin_get("/stats?filter=^wasm\\.")
     return {k: int(v) for k, v in (l.split(": ") for l in text.splitlines() if ": " in l)
             if v.isdigit()}
-
-
-def cookie_of(size: int, last: str) -> str:
-    """A cookie header value of exactly `size` bytes: `k0=v0; k1=v1; …; last`."""
-    pairs, n = [], len(last)
-    while n + len(f"k{len(pairs)}=v{len(pairs)}; ") <= size:
-        pairs.append(f"k{len(pairs)}=v{len(pairs)}")
-        n += len(pairs[-1]) + 2
-    value = "; ".join(pairs + [last])
-    return value + "x" * (size - len(value)) if size > len(value) else value
-
-
-def query_of(size: int, last: str) -> str:
-    """A query string of exactly `size` bytes: broken escapes (`q0=%zz+0&…`), then `last`."""
-    parts, n = [], len(last)
-    while n + len(f"q{len(parts)}=%zz+{len(parts)}&") <= size:
-        parts.append(f"q{len(parts)}=%zz+{len(parts)}")
-        n += len(parts[-1]) + 1
-    value = "&".join(parts + [last])
-    return "p" * (size - len(value)) + value
 
 
 def test_envoy_limits_answer_first_with_default_settings(envoys, backends):

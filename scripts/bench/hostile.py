@@ -13,45 +13,18 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
 import configs as C
 import procs as P
 
-# The configuration of tests/test_hostile.py: sticky header, cookie and query keys, a
-# nested-quantifier regex rule and a cookie rule; stats on.
-HOSTILE_CONFIG = {"variant_header": "x-canary-variant", "policies": [{
-    "name": "reviews",
-    "salt": "reviews",
-    "variants": [{"name": "canary", "weight": 10}, {"name": "stable", "weight": 90}],
-    "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "session"}, {"query": "uid"}],
-               "cookie": {"name": "canary-id", "max_age": 60}},
-    "rules": [{"variant": "canary", "match": [{"header": "x-beta", "regex": "(a+)+b"}]},
-              {"variant": "canary", "match": [{"cookie": "ab", "exact": "b"}]}],
-}]}
+sys.path.insert(0, str(C.ROOT / "tests"))
+# The configuration and request shapes of tests/test_hostile.py.
+from hostile_inputs import HOSTILE_CONFIG, cookie_of, query_of  # noqa: E402
 
 KIB = 1024
-
-
-def cookie_of(size: int, last: str) -> bytes:
-    """A cookie value of exactly `size` bytes, `k0=v0; k1=v1; …; last` (as in the tests)."""
-    pairs, n = [], len(last)
-    while n + len(f"k{len(pairs)}=v{len(pairs)}; ") <= size:
-        pairs.append(f"k{len(pairs)}=v{len(pairs)}")
-        n += len(pairs[-1]) + 2
-    value = "; ".join(pairs + [last])
-    return (value + "x" * (size - len(value))).encode()
-
-
-def query_of(size: int, last: str) -> str:
-    """A query string of exactly `size` bytes of broken escapes ending in `last`."""
-    parts, n = [], len(last)
-    while n + len(f"q{len(parts)}=%zz+{len(parts)}&") <= size:
-        parts.append(f"q{len(parts)}=%zz+{len(parts)}")
-        n += len(parts[-1]) + 1
-    value = "&".join(parts + [last])
-    return "p" * (size - len(value)) + value
 
 
 def shapes() -> list[dict]:
@@ -61,7 +34,7 @@ def shapes() -> list[dict]:
         {"name": "typical", "what": "x-user-id: alice (the ordinary request)",
          "headers": [b"x-user-id: alice"], "query": ""},
         {"name": "cookie-64k", "what": "a 64 KiB cookie header, ~5 500 pairs, the sticky "
-         "cookie last", "headers": [b"cookie: " + cookie_of(64 * KIB, "session=zed")],
+         "cookie last", "headers": [b"cookie: " + cookie_of(64 * KIB, "session=zed").encode()],
          "query": ""},
         {"name": "cookie-malformed", "what": "8 KiB of malformed cookie syntax",
          "headers": [b"cookie: " + malformed], "query": ""},
@@ -90,7 +63,7 @@ def raise_limits(bootstrap: dict) -> dict:
 def configs() -> dict[str, C.BenchConfig]:
     native = next(c for c in C.all_configs([]) if c.name == "native")
     router = C.canary_router("canary-router-hostile", "the configuration of tests/test_hostile.py",
-                             HOSTILE_CONFIG)
+                             {"variant_header": "x-canary-variant", **HOSTILE_CONFIG})
     return {"native": native, "canary-router": router}
 
 
