@@ -34,22 +34,29 @@ pub fn cookie<'a, R: RequestView + ?Sized>(req: &'a R, name: &str) -> Option<&'a
 /// The value of cookie `name` in one `Cookie` header value.
 pub fn cookie_in<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     // Byte offsets: every delimiter is ASCII, so each slice taken lies on character boundaries.
-    let bytes = header.as_bytes();
-    let mut start = 0;
-    loop {
-        let rest = bytes.get(start..)?;
-        let end = rest
+    fields(header.as_bytes(), 0, header.len(), b';')
+        .find_map(|(start, end)| cookie_pair(header, start, end, name))
+}
+
+/// The `(start, end)` byte ranges of the `sep`-separated fields of `bytes[start..stop]`, empty
+/// fields included (as `str::split` gives them).
+fn fields(
+    bytes: &[u8],
+    start: usize,
+    stop: usize,
+    sep: u8,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut next = Some(start);
+    std::iter::from_fn(move || {
+        let start = next?;
+        let end = bytes
+            .get(start..stop)?
             .iter()
-            .position(|&b| b == b';')
-            .map_or(bytes.len(), |i| start + i);
-        if let Some(value) = cookie_pair(header, start, end, name) {
-            return Some(value);
-        }
-        if end >= bytes.len() {
-            return None;
-        }
-        start = end + 1;
-    }
+            .position(|&b| b == sep)
+            .map_or(stop, |i| start + i);
+        next = (end < stop).then_some(end + 1);
+        Some((start, end))
+    })
 }
 
 /// The value of the pair `header[start..end]` (`name=value`, optional whitespace around both,
@@ -85,37 +92,23 @@ fn trim_ows(bytes: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
 /// A parameter given without `=` has the empty value.
 pub fn query_in<'a>(path: &'a str, name: &str) -> Option<Cow<'a, str>> {
     let bytes = path.as_bytes();
-    let mut start = bytes.iter().position(|&b| b == b'?')? + 1;
+    let start = bytes.iter().position(|&b| b == b'?')? + 1;
     let stop = bytes
         .get(start..)?
         .iter()
         .position(|&b| b == b'#')
         .map_or(bytes.len(), |i| start + i);
-    loop {
-        let end = bytes
-            .get(start..stop)?
-            .iter()
-            .position(|&b| b == b'&')
-            .map_or(stop, |i| start + i);
-        let pair = bytes.get(start..end)?;
-        let (k1, v0) = match pair.iter().position(|&b| b == b'=') {
+    fields(bytes, start, stop, b'&').find_map(|(start, end)| {
+        let (k1, v0) = match bytes.get(start..end)?.iter().position(|&b| b == b'=') {
             Some(i) => (start + i, start + i + 1),
             None => (end, end),
         };
-        let k = bytes.get(start..k1)?;
-        let matched = k == name.as_bytes()
-            || (k.iter().any(|&b| b == b'%' || b == b'+')
-                && path
-                    .get(start..k1)
-                    .is_some_and(|k| percent_decode(k) == name));
-        if matched {
-            return path.get(v0..end).map(percent_decode);
-        }
-        if end >= stop {
+        let k = path.get(start..k1)?;
+        if k != name && !(k.bytes().any(|b| b == b'%' || b == b'+') && percent_decode(k) == name) {
             return None;
         }
-        start = end + 1;
-    }
+        path.get(v0..end).map(percent_decode)
+    })
 }
 
 /// Decodes `%XX` escapes and `+`; invalid escapes stay as they are, invalid UTF-8 is replaced.

@@ -8,8 +8,9 @@ policies and rules; size and memory; the core's micro-benchmark.
 
 Run through scripts/bench.sh, which installs the tools and builds both .wasm files first.
 `--hostile` (not part of a normal run) measures the hostile request shapes of
-tests/test_hostile.py (scripts/bench/hostile.py). `--agreement CONFIG` (not part of a normal run) measures CONFIG's instructions per request with
-both callgrind methods (two processes vs. one process with dumps) and prints the agreement.
+tests/test_hostile.py (scripts/bench/hostile.py). `--agreement CONFIG` (not part of a normal
+run) measures CONFIG's instructions per request with both callgrind methods (two processes vs.
+one process with dumps) and prints the agreement.
 """
 from __future__ import annotations
 
