@@ -27,6 +27,7 @@ pub mod pb;
 pub mod ramp;
 pub mod regex;
 pub mod request;
+pub mod significance;
 pub mod stats;
 
 pub use compile::{parse_json, Config, Policy, Split, StickyCookie, Variant};

@@ -22,6 +22,7 @@ mod pb;
 mod properties;
 mod ramp;
 mod regex;
+mod significance;
 mod stats;
 
 use crate::{Config, Decision, Environment, Reason, SimpleRequest, SplitMix64};
