@@ -3,7 +3,7 @@
 # Envoy with envoy-config/front-proxy.yaml, send traffic, print the observed split, stop.
 #   scripts/demo.sh [USERS]     (default 2000 distinct users)
 #   scripts/demo.sh --trip      the guard: envoy-config/guard.yaml, a canary that starts failing
-#                               mid-run, the trip, the webhook message, the re-arm
+#                               mid-run, the trip, the webhook message, the canary kept off
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"

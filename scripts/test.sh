@@ -17,6 +17,14 @@ cargo clippy -q --target wasm32-unknown-unknown -p canary-router-filter -- -D wa
 cargo clippy -q --release --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
 cargo clippy -q --target wasm32-unknown-unknown -p empty-filter -- -D warnings
 
+log "actionlint"
+# The GitHub Actions workflows (with shellcheck on their run: blocks when it is installed).
+workflows=(envoy-config/gitops/*.yaml)
+if [[ -d .github/workflows ]]; then
+  workflows+=(.github/workflows/*.y*ml)
+fi
+"$VENV/bin/actionlint" "${workflows[@]}"
+
 log "core unit tests, native"
 cargo test -q -p canary-router
 
@@ -28,6 +36,10 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner"
 # scripts/fuzz.sh SECONDS, whose crashes become tests/fuzz/regressions inputs).
 "$ROOT/scripts/fuzz.sh" --runs 100000
 "$ROOT/scripts/build.sh"
+# The module's ceiling: Istio fetches it once per node and users run plugins of several MB, but
+# a module that grows past 256 KiB has grown for a reason someone should look at.
+size=$(stat -c %s "$WASM")
+(( size <= 256 * 1024 )) || { echo "dist/canary-router.wasm is $size bytes, over 256 KiB" >&2; exit 1; }
 "$ROOT/scripts/build.sh" --fault-injection
 log "canary-router command"
 cargo build -q --bin canary-router

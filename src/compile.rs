@@ -9,7 +9,7 @@ use crate::config::{
     RawVariant, DEFAULT_VARIANT_HEADER,
 };
 use crate::error::{cat, child, decimal, element, push_decimal, ConfigError, ConfigErrors, Errors};
-use crate::guard::{Guard, Notify, MAX_WINDOW_SECONDS};
+use crate::guard::{Format, Guard, OnTrip, Receiver, MAX_WINDOW_SECONDS};
 use crate::index::PolicyIndex;
 use crate::json::{quote, FixedError};
 use crate::overrides::{apply_node_overrides, Environment};
@@ -33,6 +33,9 @@ pub struct Config {
     pub(crate) warnings: Vec<ConfigError>,
     /// Identifies the configuration document and node metadata it was compiled from.
     pub(crate) fingerprint: u64,
+    /// Identifies the configuration document alone, in canonical form (see
+    /// [`Config::document_fingerprint`]).
+    pub(crate) document_fingerprint: u64,
 }
 
 impl Config {
@@ -43,7 +46,8 @@ impl Config {
 
     /// Parses and compiles a JSON plugin configuration for a proxy with node metadata `env`.
     pub fn from_json_in(bytes: &[u8], env: &Environment) -> Result<Config, ConfigErrors> {
-        let mut config = compile_in(&parse_json(bytes)?, env)?;
+        let doc = parse_document(bytes)?;
+        let mut config = compile_in(&decode(&doc)?, env)?;
         let mut h = xxhash_rust::xxh3::xxh3_64(bytes);
         let mut mix = |part: &[u8]| {
             h = xxhash_rust::xxh3::xxh3_64_with_seed(part, h);
@@ -54,6 +58,8 @@ impl Config {
             mix(v.as_bytes());
         }
         config.fingerprint = h;
+        config.document_fingerprint =
+            xxhash_rust::xxh3::xxh3_64(crate::json::canonical(&doc).as_bytes());
         Ok(config)
     }
 
@@ -62,6 +68,18 @@ impl Config {
     /// Guards key their shared state by it, so a new configuration starts them afresh.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// A hash (xxh3_64) of the configuration document in canonical form
+    /// ([`crate::json::canonical`]: members sorted, numbers as exact decimals, no whitespace),
+    /// without node metadata: the same for the `pluginConfig` of a WasmPlugin as written in Git
+    /// and as Istio delivers it to every proxy (re-serialized from a protobuf `Struct`, `10`
+    /// possibly as `10.0`), so a proxy can name the configuration in force to the GitOps side.
+    /// Written for people as 16 hex digits (`format!("{:016x}", fp)`); `canary-router
+    /// fingerprint FILE` prints it for the configurations of a file. (Integers beyond 2^53 are
+    /// rounded by the `Struct`'s doubles and would differ; no setting is that large.)
+    pub fn document_fingerprint(&self) -> u64 {
+        self.document_fingerprint
     }
 
     /// Problems in node metadata overrides: each disabled its own override; the configuration
@@ -337,6 +355,11 @@ pub enum Op {
 
 /// Parses JSON into the raw configuration, naming the JSON path on error.
 pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
+    decode(&parse_document(bytes)?)
+}
+
+/// The JSON document of a plugin configuration: size and syntax checked, not yet decoded.
+fn parse_document(bytes: &[u8]) -> Result<crate::json::Value, ConfigErrors> {
     if bytes.len() > MAX_CONFIG_BYTES {
         let message = cat(&[
             "configuration is ",
@@ -352,9 +375,13 @@ pub fn parse_json(bytes: &[u8]) -> Result<RawConfig, ConfigErrors> {
             "configuration is empty; expected a JSON object with \"policies\"",
         ));
     }
-    let value = crate::json::parse(bytes).map_err(|e| syntax_error(&e, ""))?;
+    crate::json::parse(bytes).map_err(|e| syntax_error(&e, ""))
+}
+
+/// A parsed document as a [`RawConfig`], every shape error with its path.
+fn decode(value: &crate::json::Value) -> Result<RawConfig, ConfigErrors> {
     let mut errs = Errors::default();
-    match RawConfig::decode(&value, &mut errs) {
+    match RawConfig::decode(value, &mut errs) {
         Some(raw) if errs.is_empty() => Ok(raw),
         _ => errs.finish_err(),
     }
@@ -448,6 +475,7 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
         index,
         warnings,
         fingerprint: 0,
+        document_fingerprint: 0,
     })
 }
 
@@ -557,7 +585,7 @@ fn compile_policy(
     let guard = p
         .guard
         .as_ref()
-        .and_then(|g| compile_guard(g, &variants, &child(path, "guard"), errs));
+        .and_then(|g| compile_guard(g, &variants, &child(path, "guard"), env, errs));
 
     if errs.len() != before {
         return None;
@@ -581,11 +609,12 @@ fn compile_policy(
 
 /// Checks a guard: its variant and baseline exist and differ, at least one limit is set, and
 /// every number is in range. Defaults: the last variant as baseline, a 10 s window, 20
-/// requests, a 300 s hold.
+/// requests, abort on trip (`rearm`: a 300 s hold, at most 3 trips).
 fn compile_guard(
     g: &RawGuard,
     variants: &[Variant],
     path: &str,
+    env: &Environment,
     errs: &mut Errors,
 ) -> Option<Guard> {
     let before = errs.len();
@@ -615,34 +644,110 @@ fn compile_guard(
         "window_seconds",
         errs,
     );
+    let on_trip = match g.on_trip.as_deref() {
+        None | Some("abort") => OnTrip::Abort,
+        Some("rearm") => OnTrip::Rearm,
+        Some(other) => {
+            errs.push_at(
+                path,
+                "on_trip",
+                &quoted(
+                    other,
+                    " is not a choice: \"abort\" (the variant stays off until the configuration \
+                     changes) or \"rearm\" (back after hold_seconds, at most max_trips times)",
+                ),
+            );
+            OnTrip::Abort
+        }
+    };
+    if on_trip == OnTrip::Abort {
+        for field in ["hold_seconds", "max_trips"] {
+            let set = match field {
+                "hold_seconds" => g.hold_seconds.is_some(),
+                _ => g.max_trips.is_some(),
+            };
+            if set {
+                errs.push_at(
+                    path,
+                    field,
+                    "applies to \"on_trip\": \"rearm\" only; an aborting guard (the default) \
+                     keeps the variant off until the configuration changes",
+                );
+            }
+        }
+    }
     let hold_seconds = ranged(g.hold_seconds, 300, 86_400, "hold_seconds", errs);
+    let max_trips = ranged(g.max_trips, 3, 1_000, "max_trips", errs);
     let min_requests = ranged(g.min_requests, 20, 1_000_000, "min_requests", errs);
     let max_p99_ms = g
         .max_p99_ms
         .map(|v| ranged(Some(v), v, 3_600_000, "max_p99_ms", errs));
-    let max_failure_ppm = g.max_failure_rate.as_ref().map(|text| {
-        match crate::json::fixed_point(text, 6, 1_000_000) {
-            Ok(ppm) => u32::try_from(ppm).unwrap_or_default(),
-            Err(e) => {
-                let problem = match e {
-                    FixedError::Precision => " has more than six decimals",
-                    FixedError::Range => " must be a fraction from 0 to 1 (0.05 is 5 %)",
-                };
-                errs.push_at(path, "max_failure_rate", &cat(&[text, problem]));
-                0
-            }
+    let fraction = |text: &String, field: &str, errs: &mut Errors| match crate::json::fixed_point(
+        text, 6, 1_000_000,
+    ) {
+        Ok(ppm) => u32::try_from(ppm).unwrap_or_default(),
+        Err(e) => {
+            let problem = match e {
+                FixedError::Precision => " has more than six decimals",
+                FixedError::Range => " must be a fraction from 0 to 1 (0.05 is 5 %)",
+            };
+            errs.push_at(path, field, &cat(&[text, problem]));
+            0
         }
-    });
-    if max_failure_ppm.is_none() && max_p99_ms.is_none() {
+    };
+    let max_failure_ppm = g
+        .max_failure_rate
+        .as_ref()
+        .map(|text| fraction(text, "max_failure_rate", errs));
+    let max_increase_ppm = g
+        .max_failure_rate_increase
+        .as_ref()
+        .map(|text| fraction(text, "max_failure_rate_increase", errs));
+    let max_p99_ratio_milli =
+        g.max_p99_ratio
+            .as_ref()
+            .map(|text| match crate::json::fixed_point(text, 3, 1_000_000) {
+                Ok(milli) if milli >= 1000 => u32::try_from(milli).unwrap_or_default(),
+                Ok(_) | Err(FixedError::Range) => {
+                    errs.push_at(
+                        path,
+                        "max_p99_ratio",
+                        &cat(&[text, " must be a factor from 1 to 1000 (1.5: 50 % slower)"]),
+                    );
+                    0
+                }
+                Err(FixedError::Precision) => {
+                    errs.push_at(
+                        path,
+                        "max_p99_ratio",
+                        &cat(&[text, " has more than three decimals"]),
+                    );
+                    0
+                }
+            });
+    if max_failure_ppm.is_none()
+        && max_p99_ms.is_none()
+        && max_increase_ppm.is_none()
+        && max_p99_ratio_milli.is_none()
+    {
         errs.push(
             path,
-            "set \"max_failure_rate\", \"max_p99_ms\" or both; a guard without a limit never trips",
+            "set a limit (\"max_failure_rate\", \"max_p99_ms\", \"max_failure_rate_increase\" or \
+             \"max_p99_ratio\"); a guard without a limit never trips",
         );
     }
-    let notify = g
-        .notify
-        .as_ref()
-        .and_then(|n| compile_notify(n, &child(path, "notify"), errs));
+    let notify_path = child(path, "notify");
+    let mut receivers = Vec::new();
+    for (i, n) in g.notify.iter().flatten().enumerate() {
+        let at = if g.notify_list {
+            element(&notify_path, i)
+        } else {
+            notify_path.clone()
+        };
+        if let Some(r) = compile_receiver(n, &at, env, errs) {
+            receivers.push(r);
+        }
+    }
     if errs.len() != before {
         return None;
     }
@@ -653,44 +758,93 @@ fn compile_guard(
         min_requests,
         max_failure_ppm,
         max_p99_ms,
+        max_increase_ppm,
+        max_p99_ratio_milli,
+        on_trip,
         hold_seconds,
-        notify,
+        max_trips,
+        receivers,
     })
 }
 
-fn compile_notify(n: &RawNotify, path: &str, errs: &mut Errors) -> Option<Notify> {
+fn compile_receiver(
+    n: &RawNotify,
+    path: &str,
+    env: &Environment,
+    errs: &mut Errors,
+) -> Option<Receiver> {
     let before = errs.len();
+    let format = match n.format.as_deref() {
+        None => Format::Slack,
+        Some(name) => Format::parse(name).unwrap_or_else(|| {
+            let choices = Format::NAMES.map(quote).join(", ");
+            errs.push_at(
+                path,
+                "format",
+                &quoted(name, &cat(&[" is not a format: one of ", &choices])),
+            );
+            Format::Slack
+        }),
+    };
     if n.cluster.is_empty() {
         errs.push_at(path, "cluster", "must name an Envoy cluster");
     }
     if !n.path.starts_with('/') {
         errs.push_at(path, "path", &quoted(&n.path, " must start with '/'"));
     }
+    let url_path = env.expand(&n.path).unwrap_or_else(|m| {
+        errs.push_at(path, "path", &m);
+        String::new()
+    });
+    if url_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        errs.push_at(
+            path,
+            "path",
+            "must not contain spaces or control characters (as written or from a variable)",
+        );
+    }
     let timeout_ms = n.timeout_ms.unwrap_or(5000);
     if timeout_ms == 0 || timeout_ms > 60_000 {
         errs.push_at(path, "timeout_ms", &out_of_range(timeout_ms, 60_000));
     }
+    let retries = n.retries.unwrap_or(3);
+    if retries > 10 {
+        errs.push_at(
+            path,
+            "retries",
+            &cat(&[&decimal(retries), " is out of range; expected 0 to 10"]),
+        );
+    }
     let mut headers = Vec::new();
     let headers_path = child(path, "headers");
     for (name, value) in n.headers.iter().flatten() {
+        let value = match env.expand(value) {
+            Ok(v) => v,
+            Err(m) => {
+                errs.push_at(&headers_path, name, &m);
+                continue;
+            }
+        };
         match header_name(name) {
             Ok(_) if value.as_bytes().iter().any(|&b| b < b' ' && b != b'\t') => errs.push_at(
                 &headers_path,
                 name,
                 "header value must not contain control characters",
             ),
-            Ok(h) => headers.push((h, value.clone())),
+            Ok(h) => headers.push((h, value)),
             Err(m) => errs.push_at(&headers_path, name, &m),
         }
     }
     if errs.len() != before {
         return None;
     }
-    Some(Notify {
+    Some(Receiver {
+        format,
         cluster: n.cluster.clone(),
         authority: n.authority.clone().unwrap_or_else(|| n.cluster.clone()),
-        path: n.path.clone(),
+        path: url_path,
         timeout_ms: u32::try_from(timeout_ms).unwrap_or_default(),
+        retries: u32::try_from(retries).unwrap_or_default(),
         headers,
     })
 }

@@ -51,16 +51,30 @@ pub struct RawGuard {
     /// A fraction (`0.05` is 5 %), as written.
     pub max_failure_rate: Option<String>,
     pub max_p99_ms: Option<u64>,
+    /// A fraction (`0.05` is 5 points above the baseline's failure rate), as written.
+    pub max_failure_rate_increase: Option<String>,
+    /// A factor (`1.5`: the variant's p99 above 1.5 times the baseline's), as written.
+    pub max_p99_ratio: Option<String>,
+    /// `abort` (default) or `rearm`.
+    pub on_trip: Option<String>,
     pub hold_seconds: Option<u64>,
-    pub notify: Option<RawNotify>,
+    pub max_trips: Option<u64>,
+    /// One receiver (an object) or a list of them.
+    pub notify: Option<Vec<RawNotify>>,
+    /// `notify` was written as a list (its receivers' paths are `notify[i]`, else `notify`).
+    pub notify_list: bool,
 }
 
-/// Where a guard posts its trip and re-arm messages.
+/// A receiver of a guard's trip and re-arm messages.
 #[derive(Debug, Clone, Default)]
 pub struct RawNotify {
+    /// `slack` (default), `msteams`, `discord`, `generic` or `github`.
+    pub format: Option<String>,
     /// The Envoy cluster the POST goes through.
     pub cluster: String,
     pub path: String,
+    /// Attempts after a failed send (default 3).
+    pub retries: Option<u64>,
     /// Default: the cluster name.
     pub authority: Option<String>,
     pub timeout_ms: Option<u64>,
@@ -440,7 +454,11 @@ impl RawGuard {
             "min_requests",
             "max_failure_rate",
             "max_p99_ms",
+            "max_failure_rate_increase",
+            "max_p99_ratio",
+            "on_trip",
             "hold_seconds",
+            "max_trips",
             "notify",
         ];
         object(
@@ -456,8 +474,15 @@ impl RawGuard {
                 3 => g.min_requests = opt(v, path, errs, unsigned),
                 4 => g.max_failure_rate = opt(v, path, errs, number),
                 5 => g.max_p99_ms = opt(v, path, errs, unsigned),
-                6 => g.hold_seconds = opt(v, path, errs, unsigned),
-                _ => g.notify = opt(v, path, errs, RawNotify::decode),
+                6 => g.max_failure_rate_increase = opt(v, path, errs, number),
+                7 => g.max_p99_ratio = opt(v, path, errs, number),
+                8 => g.on_trip = opt(v, path, errs, string),
+                9 => g.hold_seconds = opt(v, path, errs, unsigned),
+                10 => g.max_trips = opt(v, path, errs, unsigned),
+                _ => {
+                    g.notify_list = matches!(v, Value::Array(_));
+                    g.notify = opt(v, path, errs, RawNotify::decode_one_or_list);
+                }
             },
         )?;
         Some(g)
@@ -465,9 +490,25 @@ impl RawGuard {
 }
 
 impl RawNotify {
+    /// A list of receivers, or one receiver written as an object.
+    fn decode_one_or_list(v: &Value, path: &str, errs: &mut Errors) -> Option<Vec<RawNotify>> {
+        match v {
+            Value::Array(_) => list(v, path, errs, RawNotify::decode),
+            _ => RawNotify::decode(v, path, errs).map(|n| vec![n]),
+        }
+    }
+
     fn decode(v: &Value, path: &str, errs: &mut Errors) -> Option<RawNotify> {
         let mut n = RawNotify::default();
-        let fields = ["cluster", "path", "authority", "timeout_ms", "headers"];
+        let fields = [
+            "cluster",
+            "path",
+            "format",
+            "authority",
+            "timeout_ms",
+            "retries",
+            "headers",
+        ];
         object(
             v,
             path,
@@ -477,8 +518,10 @@ impl RawNotify {
             &mut |i, v, path, errs| match i {
                 0 => set(&mut n.cluster, string(v, path, errs)),
                 1 => set(&mut n.path, string(v, path, errs)),
-                2 => n.authority = opt(v, path, errs, string),
-                3 => n.timeout_ms = opt(v, path, errs, unsigned),
+                2 => n.format = opt(v, path, errs, string),
+                3 => n.authority = opt(v, path, errs, string),
+                4 => n.timeout_ms = opt(v, path, errs, unsigned),
+                5 => n.retries = opt(v, path, errs, unsigned),
                 _ => n.headers = opt(v, path, errs, string_map),
             },
         )?;

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 
 use crate::compile::{Condition, Config, Key, Op, Policy, Source, Split};
+use crate::guard::GuardView;
 use crate::overrides::RouteOverride;
 use crate::request::{address_ip, cookie, normalize_host, query_in, RequestView};
 use crate::{bucket, Random};
@@ -181,13 +182,28 @@ impl Config {
     /// Every policy's split at unix time `now` with its ramp applied and, where `tripped[i]`
     /// is true, policy `i`'s guarded variant diverted to its baseline.
     pub fn effective_splits(&self, now: i64, tripped: &[bool]) -> Vec<Split> {
+        let views: Vec<GuardView> = tripped
+            .iter()
+            .map(|&tripped| GuardView {
+                tripped,
+                ramp_stopped_at: None,
+            })
+            .collect();
+        self.splits_in_force(now, &views)
+    }
+
+    /// Every policy's split at unix time `now` (seconds) as its guard leaves it (`guards[i]`
+    /// for policy `i`; a missing entry is an armed guard that never tripped): the ramp applied
+    /// at `now`, or where it stood when the guard first tripped, and a tripped guard's variant
+    /// diverted to its baseline.
+    pub fn splits_in_force(&self, now: i64, guards: &[GuardView]) -> Vec<Split> {
         let mut out = Vec::with_capacity(self.policies.len());
         for (i, p) in self.policies.iter().enumerate() {
-            let split = p.split_at(now);
+            let view = guards.get(i).copied().unwrap_or_default();
+            let at = view.ramp_stopped_at.map_or(now, |t| t.min(now));
+            let split = p.split_at(at);
             out.push(match p.guard() {
-                Some(g) if tripped.get(i) == Some(&true) => {
-                    split.diverted(g.variant(), g.baseline())
-                }
+                Some(g) if view.tripped => split.diverted(g.variant(), g.baseline()),
                 _ => split,
             });
         }

@@ -2,22 +2,29 @@
 //!
 //! ```json
 //! "guard": {"variant": "canary", "baseline": "stable", "window_seconds": 10, "min_requests": 20,
-//!           "max_failure_rate": 0.05, "max_p99_ms": 800, "hold_seconds": 300,
-//!           "notify": {"cluster": "slack", "path": "/services/T000/B000/XXXX"}}
+//!           "max_failure_rate": 0.05, "max_p99_ms": 800,
+//!           "max_failure_rate_increase": 0.05, "max_p99_ratio": 1.5,
+//!           "on_trip": "abort",
+//!           "notify": [{"format": "slack", "cluster": "slack", "path": "/services/${SLACK_PATH}"}]}
 //! ```
 //!
-//! Every worker counts the outcomes of the guarded variant's requests ([`Outcomes`]) and, on
-//! its timer, adds them to the proxy's shared [`Window`] (the filter stores it in proxy-wasm
-//! shared data and updates it with compare-and-swap). [`Window::advance`] also judges the
-//! window: with at least `min_requests` requests in the last `window_seconds`, a failure rate
-//! above `max_failure_rate` or a p99 latency above `max_p99_ms` trips the guard. While it is
-//! tripped, every decision for the guarded variant goes to the baseline (sticky users and rule
-//! matches included); after `hold_seconds` it re-arms with an empty window.
+//! Every worker counts the outcomes of the guarded variant's requests (and the baseline's, when
+//! a limit compares with it) in [`Pending`] and, on its timer, adds them to the proxy's shared
+//! [`Window`] (the filter stores it in proxy-wasm shared data and updates it with
+//! compare-and-swap). [`Window::advance`] also judges the window ([`Guard::judge`]): with at
+//! least `min_requests` requests in the last `window_seconds`, any broken limit trips the guard.
+//! Absolute limits need `min_requests` of the variant; relative ones of both variants, and the
+//! failure-rate increase is a significance test ([`crate::significance`]), not an observed
+//! difference, so that small windows do not trip on noise.
+//!
+//! After a trip every decision for the guarded variant goes to the baseline (sticky users and
+//! rule matches included) and a ramp of the policy stops where it was. With `on_trip: abort`
+//! (the default) that lasts until the configuration changes (a new configuration starts a new
+//! window); with `rearm` the guard re-arms with an empty window after `hold_seconds`, and its
+//! `max_trips`-th trip aborts.
 //!
 //! Everything here is pure: the clock and the outcomes come in, the window's bytes and the
-//! events (trip, re-arm) come out.
-
-use crate::json::quote;
+//! events (trip, re-arm) come out. The messages sent on events are [`crate::notify`]'s.
 
 /// Most slices a window is kept in; longer windows use slices of several seconds.
 pub const MAX_SLICES: u32 = 60;
@@ -57,6 +64,25 @@ pub fn is_failure(status: Option<u16>, grpc_status: Option<&str>) -> bool {
     }
 }
 
+/// What a guard does after a trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTrip {
+    /// The variant stays off (and a ramp of its policy stops) until the configuration changes.
+    Abort,
+    /// The variant gets its traffic again after `hold_seconds`, up to `max_trips` trips; the
+    /// last one aborts.
+    Rearm,
+}
+
+impl OnTrip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTrip::Abort => "abort",
+            OnTrip::Rearm => "rearm",
+        }
+    }
+}
+
 /// A compiled guard of one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
@@ -68,18 +94,81 @@ pub struct Guard {
     /// Failure rate limit in parts per million.
     pub(crate) max_failure_ppm: Option<u32>,
     pub(crate) max_p99_ms: Option<u32>,
+    /// Largest tolerated excess of the variant's failure rate over the baseline's, in parts
+    /// per million (judged with [`crate::significance`]).
+    pub(crate) max_increase_ppm: Option<u32>,
+    /// Largest tolerated ratio of the variant's p99 to the baseline's, in thousandths.
+    pub(crate) max_p99_ratio_milli: Option<u32>,
+    pub(crate) on_trip: OnTrip,
     pub(crate) hold_seconds: u32,
-    pub(crate) notify: Option<Notify>,
+    /// Trips (counted per configuration) after which a re-arming guard aborts.
+    pub(crate) max_trips: u32,
+    pub(crate) receivers: Vec<Receiver>,
 }
 
-/// Where trip and re-arm messages go: an HTTP POST through an Envoy cluster.
+/// What a receiver is sent, and which events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{"text": …}` plus the structured fields (what Slack's incoming webhooks read).
+    Slack,
+    /// An Adaptive Card message, as Teams' workflow webhooks read it.
+    MsTeams,
+    /// `{"content": …}`, as Discord's webhooks read it.
+    Discord,
+    /// The structured JSON alone, with the figures of both variants.
+    Generic,
+    /// A GitHub `repository_dispatch` body (`event_type: canary-router-tripped`), sent only when
+    /// a trip is final (the guard aborted): the event a GitOps workflow reverts on.
+    Github,
+}
+
+impl Format {
+    pub const NAMES: [&'static str; 5] = ["slack", "msteams", "discord", "generic", "github"];
+
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name {
+            "slack" => Format::Slack,
+            "msteams" => Format::MsTeams,
+            "discord" => Format::Discord,
+            "generic" => Format::Generic,
+            "github" => Format::Github,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Slack => "slack",
+            Format::MsTeams => "msteams",
+            Format::Discord => "discord",
+            Format::Generic => "generic",
+            Format::Github => "github",
+        }
+    }
+
+    /// Whether this receiver is told of `event`.
+    pub fn wants(self, event: &Event) -> bool {
+        match (self, event) {
+            (Format::Github, Event::Tripped { until_ms, .. }) => until_ms.is_none(),
+            (Format::Github, Event::Rearmed) => false,
+            _ => true,
+        }
+    }
+}
+
+/// A receiver of a guard's messages: an HTTP POST through an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notify {
+pub struct Receiver {
+    pub format: Format,
     pub cluster: String,
     pub authority: String,
+    /// The path, with `${VAR}` references replaced when the VM's environment was given.
     pub path: String,
     pub timeout_ms: u32,
-    /// Extra request headers (lowercase names), e.g. an authorization token.
+    /// Sends after a failed one (a non-2xx answer or none), 1 s, 2 s, 4 s … apart.
+    pub retries: u32,
+    /// Extra request headers (lowercase names), e.g. an authorization token; values with
+    /// `${VAR}` references replaced as for `path`.
     pub headers: Vec<(String, String)>,
 }
 
@@ -104,12 +193,31 @@ impl Guard {
         self.hold_seconds
     }
 
+    pub fn on_trip(&self) -> OnTrip {
+        self.on_trip
+    }
+
+    pub fn max_trips(&self) -> u32 {
+        self.max_trips
+    }
+
     pub fn max_p99_ms(&self) -> Option<u32> {
         self.max_p99_ms
     }
 
-    pub fn notify(&self) -> Option<&Notify> {
-        self.notify.as_ref()
+    pub fn receivers(&self) -> &[Receiver] {
+        &self.receivers
+    }
+
+    /// Whether a limit compares with the baseline (its outcomes are then counted too).
+    pub fn relative(&self) -> bool {
+        self.max_increase_ppm.is_some() || self.max_p99_ratio_milli.is_some()
+    }
+
+    /// Whether the outcomes of `variant`'s requests are counted: the guarded variant's, and
+    /// the baseline's when a limit compares with it.
+    pub fn counts(&self, variant: usize) -> bool {
+        variant == self.variant || (variant == self.baseline && self.relative())
     }
 
     /// Milliseconds per slice of the window and the number of slices.
@@ -119,25 +227,108 @@ impl Guard {
         (i64::from(width) * 1000, w.div_ceil(width) as usize)
     }
 
-    /// Records one finished request of the guarded variant in a worker's pending outcomes.
-    pub fn record(&self, pending: &mut Outcomes, failed: bool, latency_ms: Option<u64>) {
-        pending.total = pending.total.saturating_add(1);
+    /// Records one finished request of `variant` in a worker's pending outcomes (nothing when
+    /// the guard does not count that variant).
+    pub fn record(
+        &self,
+        pending: &mut Pending,
+        variant: usize,
+        failed: bool,
+        latency_ms: Option<u64>,
+    ) {
+        let o = if variant == self.variant {
+            &mut pending.variant
+        } else if variant == self.baseline && self.relative() {
+            &mut pending.baseline
+        } else {
+            return;
+        };
+        o.total = o.total.saturating_add(1);
         if failed {
-            pending.failures = pending.failures.saturating_add(1);
+            o.failures = o.failures.saturating_add(1);
         }
         if let Some(ms) = latency_ms {
-            pending.timed = pending.timed.saturating_add(1);
+            o.timed = o.timed.saturating_add(1);
             if self.max_p99_ms.is_some_and(|max| ms > u64::from(max)) {
-                pending.slow = pending.slow.saturating_add(1);
+                o.slow = o.slow.saturating_add(1);
             }
             let i = LATENCY_BOUNDS_MS
                 .iter()
                 .position(|b| ms <= u64::from(*b))
                 .unwrap_or(LATENCY_BOUNDS_MS.len());
-            if let Some(c) = pending.latency.get_mut(i) {
+            if let Some(c) = o.latency.get_mut(i) {
                 *c = c.saturating_add(1);
             }
         }
+    }
+
+    /// The limit the window breaks, if any: `variant` and `baseline` are the two variants'
+    /// outcomes over the window.
+    pub fn judge(&self, variant: &Outcomes, baseline: &Outcomes) -> Option<Cause> {
+        let min = self.min_requests;
+        if variant.total < min {
+            return None;
+        }
+        if self
+            .max_failure_ppm
+            .is_some_and(|max| variant.failure_ppm() > max)
+        {
+            return Some(Cause::FailureRate);
+        }
+        if self.max_p99_ms.is_some() && u64::from(variant.slow) * 100 > u64::from(variant.timed) {
+            // More than 1 % of the responses slower than the limit: the p99 is above it.
+            return Some(Cause::P99);
+        }
+        if baseline.total < min {
+            return None;
+        }
+        if let Some(margin) = self.max_increase_ppm {
+            if crate::significance::failure_rate_increase_exceeds(
+                variant.failures,
+                variant.total,
+                baseline.failures,
+                baseline.total,
+                margin,
+            ) {
+                return Some(Cause::FailureRateIncrease);
+            }
+        }
+        if let Some(ratio) = self.max_p99_ratio_milli {
+            if variant.timed >= min && baseline.timed >= min {
+                if let (Some(v), Some(b)) = (variant.p99_ms(), baseline.p99_ms()) {
+                    // The histogram's first bucket is 0 to 1 ms: a baseline estimated below
+                    // 1 ms is compared as 1 ms, not as 0 (which every variant would exceed).
+                    if v * 1000 > b.max(1) * u64::from(ratio) {
+                        return Some(Cause::P99Ratio);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A guard's state as a worker last read it, for [`crate::Config::splits_in_force`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardView {
+    /// The variant's traffic goes to the baseline.
+    pub tripped: bool,
+    /// Unix seconds of the first trip under this configuration: the policy's ramp stays where
+    /// it stood then.
+    pub ramp_stopped_at: Option<i64>,
+}
+
+/// A worker's outcomes not yet merged into the shared window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub variant: Outcomes,
+    /// The baseline's, counted only when a limit compares with it.
+    pub baseline: Outcomes,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.variant.is_empty() && self.baseline.is_empty()
     }
 }
 
@@ -229,6 +420,8 @@ fn ratio_ppm(part: u32, whole: u32) -> u32 {
 pub enum Cause {
     FailureRate,
     P99,
+    FailureRateIncrease,
+    P99Ratio,
 }
 
 impl Cause {
@@ -236,6 +429,8 @@ impl Cause {
         match self {
             Cause::FailureRate => "failure_rate",
             Cause::P99 => "p99",
+            Cause::FailureRateIncrease => "failure_rate_increase",
+            Cause::P99Ratio => "p99_ratio",
         }
     }
 }
@@ -243,13 +438,17 @@ impl Cause {
 /// A change of a guard's state, reported by the worker that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The window broke a limit: the variant's traffic goes to the baseline until `until_ms`.
+    /// The window broke a limit: the variant's traffic goes to the baseline.
     Tripped {
         cause: Cause,
-        /// The window's outcomes when it tripped.
-        window: Box<Outcomes>,
-        /// Unix milliseconds when the hold ends.
-        until_ms: i64,
+        /// The window's outcomes when it tripped: the guarded variant's and the baseline's
+        /// (the baseline's are counted only with a relative limit).
+        window: Box<Pending>,
+        /// Unix milliseconds when the hold ends and the guard re-arms; `None` when the trip is
+        /// final (the guard aborted: the variant stays off until the configuration changes).
+        until_ms: Option<i64>,
+        /// This trip's number under the configuration (1 for the first).
+        trip: u32,
     },
     /// The hold ended: the variant gets its traffic again.
     Rearmed,
@@ -259,28 +458,64 @@ pub enum Event {
 /// window, in slices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// Unix milliseconds until which the guard holds the variant off; 0 when armed.
-    tripped_until: i64,
+    /// Armed, holding the variant off until a time, or aborted.
+    state: State,
     /// Times the guard tripped since the configuration was applied.
     trips: u32,
-    /// `(slice number, outcomes)`; slice `n` covers `n × width .. (n + 1) × width` (unix
-    /// milliseconds).
-    /// The slot of slice `n` is `n % slices`; a slot holding an older slice counts nothing.
-    slices: Vec<(i64, Outcomes)>,
+    /// Unix milliseconds of the first trip (0 before it): the ramp of the policy stays where
+    /// it was then.
+    first_trip_ms: i64,
+    /// `(slice number, variant's outcomes, baseline's outcomes)`; slice `n` covers
+    /// `n × width .. (n + 1) × width` (unix milliseconds). The slot of slice `n` is
+    /// `n % slices`; a slot holding an older slice counts nothing.
+    slices: Vec<(i64, Pending)>,
+}
+
+/// Where a guard stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Armed,
+    /// Tripped, re-arming at this unix millisecond.
+    Held(i64),
+    /// Tripped for good: until the configuration changes, which starts a new window.
+    Aborted,
+}
+
+impl State {
+    /// The state's tag and time in shared data.
+    fn encode(self) -> (u32, i64) {
+        match self {
+            State::Armed => (0, 0),
+            State::Held(until) => (1, until),
+            State::Aborted => (2, 0),
+        }
+    }
+
+    /// The inverse of [`State::encode`]: anything else is not a state.
+    fn decode(tag: u32, until: i64) -> Option<State> {
+        match (tag, until) {
+            (0, 0) => Some(State::Armed),
+            (1, until) => Some(State::Held(until)),
+            (2, 0) => Some(State::Aborted),
+            _ => None,
+        }
+    }
 }
 
 /// Marks the encoding (and its version) of a [`Window`] in shared data.
-const MAGIC: u32 = 0x4752_4331; // "GRC1"
-const HEADER: usize = 4 + 8 + 4;
-const SLICE: usize = 8 + 4 * (4 + LATENCY_BUCKETS);
+const MAGIC: u32 = 0x4752_4332; // "GRC2"
+const HEADER: usize = 4 + 4 + 8 + 4 + 8;
+const OUTCOMES: usize = 4 * (4 + LATENCY_BUCKETS);
+const SLICE: usize = 8 + 2 * OUTCOMES;
 
 impl Window {
     /// An armed guard with an empty window.
     pub fn new(guard: &Guard) -> Window {
         Window {
-            tripped_until: 0,
+            state: State::Armed,
             trips: 0,
-            slices: vec![(i64::MIN, Outcomes::default()); guard.slices().1],
+            first_trip_ms: 0,
+            slices: vec![(i64::MIN, Pending::default()); guard.slices().1],
         }
     }
 
@@ -299,26 +534,20 @@ impl Window {
         if r.u32()? != MAGIC {
             return None;
         }
-        let tripped_until = r.i64()?;
+        let state = State::decode(r.u32()?, r.i64()?)?;
         let trips = r.u32()?;
+        let first_trip_ms = r.i64()?;
         let mut slices = Vec::with_capacity(n);
         for _ in 0..n {
             let at = r.i64()?;
-            let mut o = Outcomes {
-                total: r.u32()?,
-                failures: r.u32()?,
-                timed: r.u32()?,
-                slow: r.u32()?,
-                ..Outcomes::default()
-            };
-            for c in &mut o.latency {
-                *c = r.u32()?;
-            }
-            slices.push((at, o));
+            let variant = r.outcomes()?;
+            let baseline = r.outcomes()?;
+            slices.push((at, Pending { variant, baseline }));
         }
         Some(Window {
-            tripped_until,
+            state,
             trips,
+            first_trip_ms,
             slices,
         })
     }
@@ -327,15 +556,20 @@ impl Window {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + self.slices.len() * SLICE);
         out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&self.tripped_until.to_le_bytes());
+        let (tag, until) = self.state.encode();
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&until.to_le_bytes());
         out.extend_from_slice(&self.trips.to_le_bytes());
-        for (at, o) in &self.slices {
+        out.extend_from_slice(&self.first_trip_ms.to_le_bytes());
+        for (at, p) in &self.slices {
             out.extend_from_slice(&at.to_le_bytes());
-            for c in [o.total, o.failures, o.timed, o.slow]
-                .iter()
-                .chain(&o.latency)
-            {
-                out.extend_from_slice(&c.to_le_bytes());
+            for o in [&p.variant, &p.baseline] {
+                for c in [o.total, o.failures, o.timed, o.slow]
+                    .iter()
+                    .chain(&o.latency)
+                {
+                    out.extend_from_slice(&c.to_le_bytes());
+                }
             }
         }
         out
@@ -343,7 +577,16 @@ impl Window {
 
     /// Whether the guard holds its variant off at `now_ms` (unix milliseconds).
     pub fn tripped(&self, now_ms: i64) -> bool {
-        now_ms < self.tripped_until
+        match self.state {
+            State::Armed => false,
+            State::Held(until) => now_ms < until,
+            State::Aborted => true,
+        }
+    }
+
+    /// Whether the guard aborted: its variant stays off until the configuration changes.
+    pub fn aborted(&self) -> bool {
+        self.state == State::Aborted
     }
 
     /// Times the guard tripped under this configuration.
@@ -351,33 +594,41 @@ impl Window {
         self.trips
     }
 
+    /// Unix milliseconds of the first trip under this configuration, if any: a ramp of the
+    /// policy stays where it was then.
+    pub fn first_trip_ms(&self) -> Option<i64> {
+        (self.trips > 0).then_some(self.first_trip_ms)
+    }
+
     /// The outcomes of the window ending at `now_ms` (unix milliseconds).
-    pub fn totals(&self, guard: &Guard, now_ms: i64) -> Outcomes {
+    pub fn totals(&self, guard: &Guard, now_ms: i64) -> Pending {
         let (width, n) = guard.slices();
         let current = now_ms.div_euclid(width);
         let oldest = current.saturating_sub(n as i64 - 1);
-        let mut sum = Outcomes::default();
-        for (at, o) in &self.slices {
+        let mut sum = Pending::default();
+        for (at, p) in &self.slices {
             if (oldest..=current).contains(at) {
-                sum.add(o);
+                sum.variant.add(&p.variant);
+                sum.baseline.add(&p.baseline);
             }
         }
         sum
     }
 
-    /// Adds a worker's pending outcomes at `now_ms` (unix milliseconds) and judges the window. Returns the
-    /// change it made, if any: the caller that stores the result is the one that reports it.
+    /// Adds a worker's pending outcomes at `now_ms` (unix milliseconds) and judges the window.
+    /// Returns the change it made, if any: the caller that stores the result is the one that
+    /// reports it.
     ///
     /// While tripped, pending outcomes (of requests decided before the trip) are dropped; at
-    /// the end of the hold the window starts empty.
-    pub fn advance(&mut self, guard: &Guard, now_ms: i64, pending: &Outcomes) -> Option<Event> {
-        if self.tripped_until != 0 {
+    /// the end of a hold the window starts empty. An aborted guard never changes again.
+    pub fn advance(&mut self, guard: &Guard, now_ms: i64, pending: &Pending) -> Option<Event> {
+        if self.state != State::Armed {
             if self.tripped(now_ms) {
                 return None;
             }
-            self.tripped_until = 0;
+            self.state = State::Armed;
             for s in &mut self.slices {
-                *s = (i64::MIN, Outcomes::default());
+                *s = (i64::MIN, Pending::default());
             }
             return Some(Event::Rearmed);
         }
@@ -388,36 +639,32 @@ impl Window {
         let (width, n) = guard.slices();
         let current = now_ms.div_euclid(width);
         let slot = current.rem_euclid(n as i64) as usize;
-        if let Some((at, o)) = self.slices.get_mut(slot) {
+        if let Some((at, p)) = self.slices.get_mut(slot) {
             if *at != current {
                 *at = current;
-                *o = Outcomes::default();
+                *p = Pending::default();
             }
-            o.add(pending);
+            p.variant.add(&pending.variant);
+            p.baseline.add(&pending.baseline);
         }
         let window = self.totals(guard, now_ms);
-        if window.total < guard.min_requests {
-            return None;
-        }
-        let cause = if guard
-            .max_failure_ppm
-            .is_some_and(|max| window.failure_ppm() > max)
-        {
-            Cause::FailureRate
-        } else if guard.max_p99_ms.is_some()
-            && u64::from(window.slow) * 100 > u64::from(window.timed)
-        {
-            // More than 1 % of the responses slower than the limit: the p99 is above it.
-            Cause::P99
-        } else {
-            return None;
-        };
-        self.tripped_until = now_ms.saturating_add(i64::from(guard.hold_seconds.max(1)) * 1000);
+        let cause = guard.judge(&window.variant, &window.baseline)?;
         self.trips = self.trips.saturating_add(1);
+        if self.trips == 1 {
+            self.first_trip_ms = now_ms;
+        }
+        let until_ms = match guard.on_trip {
+            OnTrip::Rearm if self.trips < guard.max_trips => {
+                Some(now_ms.saturating_add(i64::from(guard.hold_seconds.max(1)) * 1000))
+            }
+            _ => None,
+        };
+        self.state = until_ms.map_or(State::Aborted, State::Held);
         Some(Event::Tripped {
             cause,
             window: Box::new(window),
-            until_ms: self.tripped_until,
+            until_ms,
+            trip: self.trips,
         })
     }
 }
@@ -438,119 +685,18 @@ impl Reader<'_> {
     fn i64(&mut self) -> Option<i64> {
         self.take().map(i64::from_le_bytes)
     }
-}
 
-/// Names in a guard message.
-pub struct Subject<'a> {
-    pub policy: &'a str,
-    pub variant: &'a str,
-    pub baseline: &'a str,
-    /// The proxy's node id.
-    pub node: &'a str,
-}
-
-impl Subject<'_> {
-    /// The node id for the text, `(no node id)` when the proxy has none.
-    fn node(&self) -> &str {
-        if self.node.is_empty() {
-            "(no node id)"
-        } else {
-            self.node
+    fn outcomes(&mut self) -> Option<Outcomes> {
+        let mut o = Outcomes {
+            total: self.u32()?,
+            failures: self.u32()?,
+            timed: self.u32()?,
+            slow: self.u32()?,
+            ..Outcomes::default()
+        };
+        for c in &mut o.latency {
+            *c = self.u32()?;
         }
+        Some(o)
     }
-}
-
-/// One line describing `event`, for logs and the `text` of the message.
-pub fn describe(guard: &Guard, event: &Event, who: &Subject) -> String {
-    match event {
-        Event::Tripped { cause, window, .. } => {
-            let limit = match cause {
-                Cause::FailureRate => format!(
-                    "failure rate {} % > {} %",
-                    decimal(window.failure_ppm() / 100, 2),
-                    decimal(guard.max_failure_ppm.unwrap_or_default() / 100, 2)
-                ),
-                Cause::P99 => format!(
-                    "p99 > {} ms ({} of {} responses slower)",
-                    guard.max_p99_ms.unwrap_or_default(),
-                    window.slow,
-                    window.timed
-                ),
-            };
-            let p99 = window
-                .p99_ms()
-                .map_or_else(|| "unknown".to_string(), |p| format!("{p} ms"));
-            format!(
-                "canary-router: guard tripped on policy {}: {} {limit} ({} of {} requests \
-                 failed, p99 {p99}, last {} s); its traffic goes to {} for {} s. Proxy: {}",
-                who.policy,
-                who.variant,
-                window.failures,
-                window.total,
-                guard.window_seconds,
-                who.baseline,
-                guard.hold_seconds,
-                who.node(),
-            )
-        }
-        Event::Rearmed => format!(
-            "canary-router: guard re-armed on policy {}: {} gets its traffic again after {} s \
-             on {}. Proxy: {}",
-            who.policy,
-            who.variant,
-            guard.hold_seconds,
-            who.baseline,
-            who.node()
-        ),
-    }
-}
-
-/// The notification body for `event`: JSON that Slack incoming webhooks accept (`text`) with
-/// structured fields for other receivers. `time` is in unix seconds.
-pub fn message(guard: &Guard, event: &Event, who: &Subject, time: i64) -> String {
-    let mut out = String::from("{\"text\":");
-    out.push_str(&quote(&describe(guard, event, who)));
-    let mut field = |name: &str, value: &str| {
-        out.push_str(",\"");
-        out.push_str(name);
-        out.push_str("\":");
-        out.push_str(value);
-    };
-    match event {
-        Event::Tripped { cause, window, .. } => {
-            field("event", "\"tripped\"");
-            field("cause", &quote(cause.as_str()));
-            field("failure_rate", &decimal(window.failure_ppm(), 6));
-            field("requests", &window.total.to_string());
-            field("failures", &window.failures.to_string());
-            let p99 = window.p99_ms();
-            field(
-                "p99_ms",
-                &p99.map_or_else(|| "null".into(), |p| p.to_string()),
-            );
-        }
-        Event::Rearmed => field("event", "\"rearmed\""),
-    }
-    field("policy", &quote(who.policy));
-    field("variant", &quote(who.variant));
-    field("baseline", &quote(who.baseline));
-    field("window_seconds", &guard.window_seconds.to_string());
-    field("hold_seconds", &guard.hold_seconds.to_string());
-    field("node", &quote(who.node));
-    field("time", &time.to_string());
-    out.push('}');
-    out
-}
-
-/// `value × 10^-scale` as a decimal without trailing zeros (`decimal(42000, 6)` = `0.042`).
-pub fn decimal(value: u32, scale: u32) -> String {
-    let unit = 10u32.pow(scale);
-    let mut s = (value / unit).to_string();
-    let frac = value % unit;
-    if frac != 0 {
-        let digits = format!("{frac:0width$}", width = scale as usize);
-        s.push('.');
-        s.push_str(digits.trim_end_matches('0'));
-    }
-    s
 }

@@ -518,3 +518,159 @@ pub(crate) enum FixedError {
     /// More decimals than allowed.
     Precision,
 }
+
+/// The canonical text of a document, for fingerprints that do not change when the document is
+/// re-serialized (Istio turns a WasmPlugin's `pluginConfig` into a protobuf `Struct` and back
+/// into JSON): object members sorted by key (bytewise; duplicate keys, which the decoders
+/// refuse, in no set order), numbers as exact canonical decimals ([`push_canonical_number`]),
+/// strings re-quoted as by [`quote`], arrays in order, no whitespace. Two documents that differ only in member order, whitespace,
+/// string escapes or the spelling of their numbers (`10`, `10.0`, `1e1`) have the same text.
+pub fn canonical(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Number(n) => push_canonical_number(n, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            let mut sorted: Vec<&(String, Value)> = members.iter().collect();
+            // Stable: members with the same key (which the decoders refuse) keep their order.
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            for (i, (k, v)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&quote(k));
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        scalar => scalar.write_json(out),
+    }
+}
+
+/// Zeros written out by [`push_canonical_number`] before it switches to `DIGITSeEXP`; every
+/// finite double (what Istio's `Struct` holds) is written out in full.
+const MAX_CANONICAL_ZEROS: i64 = 1024;
+
+/// Appends the canonical form of the number `text`: an exact decimal without exponent, sign
+/// only when negative, no leading zeros (`0.5`), no trailing fractional zeros and no point for
+/// whole numbers; `-0`, `0.0` and `0e5` are `0`. So `10`, `10.0`, `1e1` and `+1.0E+1` are all
+/// `10`; `0.05` and `5e-2` are `0.05`. A number that would need more than 1024 zeros is written
+/// `DIGITSeEXP` (significant digits without leading or trailing zeros, then the exponent, e.g.
+/// `15e999`): still one text per value. Text that is not a number, or whose exponent does not
+/// fit in 18 digits, is kept as written. Never fails.
+pub fn push_canonical_number(text: &str, out: &mut String) {
+    let canonical = canonical_number(text.as_bytes());
+    let canonical = canonical
+        .as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok());
+    out.push_str(canonical.unwrap_or(text));
+}
+
+/// [`push_canonical_number`]'s text (ASCII), or `None` to keep the number as written.
+fn canonical_number(text: &[u8]) -> Option<Vec<u8>> {
+    let text = text.strip_prefix(b"+").unwrap_or(text);
+    let (negative, text) = match text.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(i) => (text.get(..i)?, parse_exponent(text.get(i + 1..)?)?),
+        None => (text, 0),
+    };
+    // The digits without the point, `int` of them before it.
+    let mut digits = Vec::with_capacity(mantissa.len());
+    let mut int = None;
+    for &b in mantissa {
+        match b {
+            b'0'..=b'9' => digits.push(b),
+            b'.' if int.is_none() => int = Some(digits.len()),
+            _ => return None,
+        }
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    let Some(start) = digits.iter().position(|&d| d != b'0') else {
+        return Some(b"0".to_vec());
+    };
+    let end = digits.iter().rposition(|&d| d != b'0')? + 1;
+    let significant = digits.get(start..end)?;
+    // The value is 0.SIGNIFICANT × 10^point.
+    let int = i64::try_from(int.unwrap_or(digits.len())).ok()?;
+    let point = int
+        .checked_sub(i64::try_from(start).ok()?)?
+        .checked_add(exponent)?;
+    let len = i64::try_from(significant.len()).ok()?;
+    let zeros = if point <= 0 {
+        -point
+    } else {
+        (point - len).max(0)
+    };
+    let mut out = Vec::with_capacity(significant.len() + 4);
+    if negative {
+        out.push(b'-');
+    }
+    if zeros > MAX_CANONICAL_ZEROS {
+        out.extend_from_slice(significant);
+        out.push(b'e');
+        let e = point.checked_sub(len)?;
+        if e < 0 {
+            out.push(b'-');
+        }
+        let mut exp = String::new();
+        push_decimal(&mut exp, e.unsigned_abs());
+        out.extend_from_slice(exp.as_bytes());
+    } else if point <= 0 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + usize::try_from(zeros).ok()?, b'0');
+        out.extend_from_slice(significant);
+    } else {
+        let (whole, fraction) =
+            significant.split_at_checked(usize::try_from(point.min(len)).ok()?)?;
+        out.extend_from_slice(whole);
+        out.resize(out.len() + usize::try_from(zeros).ok()?, b'0');
+        if !fraction.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(fraction);
+        }
+    }
+    Some(out)
+}
+
+/// An exponent `[+-]DIGITS` (at most 18 significant digits) as a number.
+fn parse_exponent(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix(b"+").unwrap_or(text)),
+    };
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    let significant = digits.get(first..)?;
+    if digits.is_empty() || significant.len() > 18 {
+        return None;
+    }
+    let v = if significant.is_empty() {
+        0
+    } else {
+        i64::try_from(parse_decimal(significant)?).ok()?
+    };
+    Some(if negative { -v } else { v })
+}

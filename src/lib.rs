@@ -22,6 +22,7 @@ pub mod error;
 pub mod guard;
 pub mod index;
 pub mod json;
+pub mod notify;
 pub mod overrides;
 pub mod pb;
 pub mod ramp;

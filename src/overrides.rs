@@ -25,6 +25,9 @@ pub struct Environment {
     pub node_overrides: Option<String>,
     /// This proxy's workload labels (node metadata `LABELS`), for `source_label` conditions.
     pub labels: Vec<(String, String)>,
+    /// The Wasm VM's environment variables, for `${NAME}` in guard receivers. `None` (the
+    /// command) checks the references without replacing them.
+    pub vars: Option<Vec<(String, String)>>,
 }
 
 impl Environment {
@@ -33,6 +36,17 @@ impl Environment {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `text` with its `${NAME}` references replaced from [`Environment::vars`] (checked only,
+    /// and kept as written, without them).
+    pub fn expand(&self, text: &str) -> Result<String, String> {
+        match &self.vars {
+            None => crate::notify::references(text).map(|_| text.to_string()),
+            Some(vars) => crate::notify::expand(text, |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            }),
+        }
     }
 }
 

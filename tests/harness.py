@@ -162,15 +162,21 @@ class Envoy:
         }
         self.port = next(iter(self.ports.values()))
 
-    def admin_get(self, path: str) -> tuple[int, str]:
+    def admin_get(self, path: str, method: str = "GET") -> tuple[int, str]:
         host, port = self.admin.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request(method, path)
             r = conn.getresponse()
             return r.status, r.read().decode()
         finally:
             conn.close()
+
+    def admin_post(self, path: str) -> str:
+        """POSTs to the admin interface (e.g. `/runtime_modify?key=value`); fails unless 200."""
+        status, body = self.admin_get(path, method="POST")
+        assert status == 200, f"POST {path}: {status} {body}"
+        return body
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -580,8 +580,45 @@ RAMP_GUARD = {"policies": [{
 def test_validate_describes_ramp_and_guard(tmp_path):
     out = ok("validate", write(tmp_path / "c.json", RAMP_GUARD)).stdout
     assert ("ramp: canary 1 → 5 → 25 → 50 → 100 % every 600 s from 2026-12-01T10:00:00Z; "
-            "guard: canary → stable for 300 s when failure rate > 0.05 or p99 > 800 ms over "
-            "10 s (≥ 20 requests), notify cluster slack") in out
+            "guard: canary → stable until the configuration changes when failure rate > 0.05 "
+            "or p99 > 800 ms over 10 s (≥ 20 requests), notify slack via cluster slack") in out
+
+
+def test_validate_describes_relative_limits_rearm_and_receivers(tmp_path):
+    config = json.loads(json.dumps(RAMP_GUARD))
+    config["policies"][0]["guard"] = {
+        "variant": "canary", "max_failure_rate_increase": 0.05, "max_p99_ratio": 1.5,
+        "on_trip": "rearm", "hold_seconds": 60, "max_trips": 2,
+        "notify": [{"format": "github", "cluster": "github", "path": "/repos/o/r/dispatches",
+                    "headers": {"authorization": "Bearer ${GITHUB_TOKEN}"}},
+                   {"format": "msteams", "cluster": "teams", "path": "/${TEAMS_HOOK}"}]}
+    r = ok("validate", write(tmp_path / "c.json", config))
+    assert ("guard: canary → stable for 60 s, at most 2 trips when failure rate > stable's + "
+            "0.05 or p99 > 1.5 × stable's over 10 s (≥ 20 requests), notify github via cluster "
+            "github, notify msteams via cluster teams") in r.stdout
+    # `${NAME}` is checked, not filled in (the VM's environment is the proxy's): no warning.
+    assert "warning" not in r.stderr
+
+
+def test_validate_warns_about_a_literal_authorization(tmp_path):
+    config = json.loads(json.dumps(RAMP_GUARD))
+    config["policies"][0]["guard"]["notify"] = [
+        {"cluster": "slack", "path": "/x"},
+        {"format": "github", "cluster": "github", "path": "/repos/o/r/dispatches",
+         "headers": {"Authorization": "Bearer ghp_literal"}}]
+    r = ok("validate", write(tmp_path / "c.json", config))
+    assert ("warning: c.json: policies[0].guard.notify[1].headers.Authorization: a literal "
+            "credential ends up in Git") in r.stderr.replace(str(tmp_path) + "/", "")
+    assert "${GITHUB_TOKEN}" in r.stderr
+
+
+def test_validate_refuses_bad_environment_references(tmp_path):
+    config = json.loads(json.dumps(RAMP_GUARD))
+    config["policies"][0]["guard"]["notify"] = {
+        "cluster": "slack", "path": "/x", "headers": {"authorization": "Bearer ${GITHUB-TOKEN}"}}
+    r = fails(1, "validate", write(tmp_path / "c.json", config))
+    assert "policies[0].guard.notify.headers.authorization" in r.stderr
+    assert "use letters, digits and '_'" in r.stderr
 
 
 @pytest.mark.parametrize("at, percent", [("2026-12-01T09:59:59Z", 0), ("2026-12-01T10:00:00Z", 1),
@@ -607,3 +644,130 @@ def test_simulate_with_guards_tripped(tmp_path):
     assert one.startswith("policy=reviews variant=stable reason=guard")
     r = fails(2, "simulate", path, "--at", "tomorrow")
     assert '--at: "tomorrow" is not an RFC 3339 time' in r.stderr
+
+
+# --- fingerprint -------------------------------------------------------------------------
+
+FP_LINE = re.compile(r"^([0-9a-f]{16})  (.+)$")
+ISTIO_CANARY = CONFIG_DIR / "istio" / "canary.yaml"
+
+
+def fingerprints(*args: str | Path) -> dict[str, str]:
+    """`canary-router fingerprint ARGS` (which must succeed): {"FILE: PLACE": fingerprint}."""
+    out = {}
+    for line in ok("fingerprint", *args).stdout.splitlines():
+        m = FP_LINE.match(line)
+        assert m, line
+        out[m.group(2)] = m.group(1)
+    return out
+
+
+def fingerprint_of(path: Path) -> str:
+    """The fingerprint of a file holding one configuration."""
+    (fp,) = fingerprints(path).values()
+    return fp
+
+
+def as_istio(v, floats: bool):
+    """`v` as Istio re-serializes a pluginConfig Struct (as far as the fingerprint cares): the
+    members in another order and, with `floats`, every weight a double written `10.0`."""
+    if isinstance(v, dict):
+        return {k: (float(x) if floats and k == "weight" else as_istio(x, floats))
+                for k, x in reversed(list(v.items()))}
+    if isinstance(v, list):
+        return [as_istio(x, floats) for x in v]
+    return v
+
+
+def istio_plugins() -> list[dict]:
+    docs = [d for d in yaml.safe_load_all(ISTIO_CANARY.read_text()) if d]
+    return [d for d in docs if d.get("kind") == "WasmPlugin"]
+
+
+def test_fingerprint_lines_name_the_place_in_the_file():
+    rel = ISTIO_CANARY.relative_to(ROOT)
+    r = ok("fingerprint", rel)
+    names = [p["metadata"]["name"] for p in istio_plugins()]
+    assert len(names) == 2
+    lines = r.stdout.splitlines()
+    assert [FP_LINE.match(l).group(2) for l in lines] == [
+        f"{rel}: WasmPlugin {n}: spec.pluginConfig" for n in names]
+    # The same places as validate's, and the same notes about skipped documents.
+    assert "note: " in r.stderr and "skipped VirtualService reviews" in r.stderr
+    assert "canary-router fingerprint FILE..." in ok("--help").stdout
+
+
+@pytest.mark.parametrize("floats", [False, True], ids=["ints", "floats"])
+@pytest.mark.parametrize("indent", [None, 2], ids=["compact", "pretty"])
+def test_fingerprint_survives_istio(tmp_path, floats, indent):
+    """The pluginConfig as written in the WasmPlugin and as the proxy receives it (JSON with
+    the keys sorted or reordered, weights as doubles, any whitespace) has one fingerprint."""
+    written = fingerprints(ISTIO_CANARY)
+    for plugin in istio_plugins():
+        name = plugin["metadata"]["name"]
+        config = plugin["spec"]["pluginConfig"]
+        place = f"{ISTIO_CANARY}: WasmPlugin {name}: spec.pluginConfig"
+        sep = (",", ":") if indent is None else None
+        for i, doc in enumerate([json.dumps(as_istio(config, floats), sort_keys=True,
+                                            separators=sep, indent=indent),
+                                 json.dumps(as_istio(config, floats), indent=indent)]):
+            path = write(tmp_path / f"{name}-{i}.json", doc)
+            assert fingerprint_of(path) == written[place], doc
+        if floats:
+            assert "10.0" in doc
+
+
+def test_fingerprint_changes_with_the_weights(tmp_path):
+    text = ISTIO_CANARY.read_text()
+    before = fingerprints(ISTIO_CANARY)
+    changed = write(tmp_path / "canary.yaml", text.replace("{name: canary, weight: 10}",
+                                                           "{name: canary, weight: 25}", 1)
+                    .replace("{name: stable, weight: 90}", "{name: stable, weight: 75}", 1))
+    assert changed.read_text() != text
+    after = fingerprints(changed)
+    (gateway, callers), (gateway2, callers2) = before.values(), after.values()
+    assert gateway2 != gateway and callers2 == callers
+    # The changed configuration as Istio sends it has the changed fingerprint.
+    config = [d for d in yaml.safe_load_all(changed.read_text()) if d][0]["spec"]["pluginConfig"]
+    assert config["policies"][0]["variants"][0]["weight"] == 25
+    path = write(tmp_path / "sent.json", json.dumps(as_istio(config, True), sort_keys=True))
+    assert fingerprint_of(path) == gateway2
+
+
+def test_fingerprint_is_xxh3_of_the_canonical_json(tmp_path):
+    """Computed independently: xxh3_64 of the compact JSON with sorted keys (the canonical text
+    when every number is an integer or a decimal Python writes as it is written)."""
+    import xxhash
+    canonical = json.dumps(CANARY, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    want = xxhash.xxh3_64_hexdigest(canonical.encode())
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(yaml.safe_dump(CANARY))
+    assert fingerprint_of(write(tmp_path / "c.json", CANARY)) == want
+    assert fingerprint_of(yaml_file) == want
+    assert fingerprint_of(write(tmp_path / "w.yaml", json.dumps(wasm_plugin("w", CANARY)))) == want
+
+
+def test_fingerprint_of_envoy_configurations():
+    """The Envoy Wasm filter's configuration string has the fingerprint of the same
+    configuration written as YAML; ECDS and the bootstrap that embeds it agree."""
+    fps = fingerprints("envoy-config/front-proxy.yaml", "envoy-config/ecds/canary-router.yaml")
+    assert len(set(fps.values())) == 1, fps
+    assert all(".config.configuration.value" in place for place in fps)
+
+
+def test_fingerprint_of_invalid_configurations(tmp_path):
+    bad = config_with(tmp_path, variants=[{"name": "canary", "weight": 10},
+                                          {"name": "stable", "weight": 80}])
+    good = write(tmp_path / "good.json", CANARY)
+    r = fails(1, "fingerprint", good, bad)
+    # The valid one is still printed; the invalid one has its errors, as validate prints them.
+    assert [FP_LINE.match(l).group(2) for l in r.stdout.splitlines()] == [str(good)]
+    assert r.stderr == fails(1, "validate", bad).stderr
+    assert r.stderr.startswith(f"{bad}: policies[0].variants")
+    nothing = write(tmp_path / "nothing.yaml", "a: 1\n")
+    r = fails(1, "fingerprint", nothing)
+    assert r.stdout == "" and "nothing to validate" in r.stderr
+    r = fails(2, "fingerprint", good, tmp_path / "missing.json")
+    assert r.stdout == "" and "cannot read" in r.stderr
+    fails(2, "fingerprint")
+    fails(2, "fingerprint", "--label", "a=b", good)

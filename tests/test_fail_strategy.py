@@ -163,3 +163,38 @@ def test_a_new_configuration_replaces_a_failed_vm(envoys, backends, tmp_path, po
         return (r.status, r.served_by) == (200, "canary")
 
     assert wait_for(routed_again, timeout=10)
+
+
+def test_fail_reload_keeps_an_aborted_guard(envoys, backends):
+    """A guard's state lives in the proxy's shared data, not in the VM: after a guard aborted a
+    failing canary, a VM that replaces a failed one (FAIL_RELOAD) reads it and keeps the canary
+    off; it does not start a fresh window that would send users to the canary again."""
+    from harness import Backend, prometheus_value
+    canary = Backend("canary", status=503)
+    try:
+        config = {"policies": [{**ALL_CANARY["policies"][0], "guard": {
+            "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5}}]}
+        b = bootstrap_for(config, {"canary": canary, "stable": backends["stable"]},
+                          ["canary", "stable"])
+        wasm = wasm_filter(b)["typed_config"]["config"]
+        wasm["vm_config"]["code"]["local"]["filename"] = fault_module()
+        wasm["failure_policy"] = "FAIL_RELOAD"
+        envoy = envoys(b, concurrency=1)
+        labels = {"policy": "reviews", "variant": "canary"}
+        assert {envoy.request("/").status for _ in range(10)} == {503}
+        assert wait_for(lambda: envoy.request("/").served_by == "stable", timeout=10)
+        assert envoy.request("/", TRAP).status == 503
+        assert TRAP_LOG in envoy.log()
+        served = []
+        assert wait_for(lambda: served.append(envoy.request("/")) or
+                        served[-1].status == 200, timeout=15)
+        assert wasm_stat(envoy, "vm_reload_success") == 1
+        after = [envoy.request("/", {"x-user-id": f"u{i}"}) for i in range(50)]
+        assert {(r.status, r.served_by) for r in after} == {(200, "stable")}
+        assert prometheus_value(envoy, "canary_router_guard_tripped", **labels) == 1
+        # Counters are flushed every second.
+        assert wait_for(lambda: prometheus_value(envoy, "canary_router_requests_total",
+                                                 policy="reviews", variant="stable",
+                                                 reason="guard") >= 50, timeout=5)
+    finally:
+        canary.stop()

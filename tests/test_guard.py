@@ -1,7 +1,10 @@
 """The guard in a real Envoy (--concurrency 2): a canary that starts failing (503) or turns slow
 trips its guard within seconds, all its traffic goes to the baseline (sticky users included),
-a local webhook receiver gets the Slack-style message, and after the hold the canary gets
-traffic again. Below min_requests nothing trips; a healthy canary never trips.
+a local webhook receiver gets the message. By default the guard aborts: the canary stays off
+(and a rising ramp stops) until the configuration changes; with `on_trip: rearm` it gets its
+traffic back after the hold, at most `max_trips` times. Relative limits compare the canary with
+its baseline (failures injected by Envoy's fault filter). Below min_requests nothing trips; a
+healthy canary never trips.
 
 The trip timings and the requests that reached the failing canary are printed (run with -s)
 and written to target/guard-report.json for the notes."""
@@ -14,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from harness import ROOT, Backend, bootstrap_for, control, prometheus_value, wait_for
+from harness import (ROOT, Backend, bootstrap_for, control, hcm, prometheus_value, wait_for,
+                     wasm_filter)
 
 NODE = "guard-test-node"
 REPORT = ROOT / "target" / "guard-report.json"
@@ -74,17 +78,41 @@ def served_log(backend: Backend) -> list[tuple[float, int]]:
         return [tuple(x) for x in json.loads(r.read())]
 
 
-def guard_proxy(envoys, backends, canary, guard: dict, receiver=None, weights=(20, 80)):
-    plugin = {"policies": [{
+def guard_proxy(envoys, backends, canary, guard: dict, receiver=None, weights=(20, 80),
+                vm_env: dict | None = None, ramp: dict | None = None, faults: dict | None = None):
+    """Envoy with one guarded policy `reviews` (canary, stable). `vm_env`: the Wasm VM's
+    environment variables; `faults`: per variant, the runtime key of an Envoy fault filter that
+    answers that share (percent) of the variant's requests with 503 before they leave Envoy."""
+    policy = {
         "name": "reviews",
         "variants": [{"name": "canary", "weight": weights[0]},
                      {"name": "stable", "weight": weights[1]}],
         "sticky": {"keys": [{"header": "x-user-id"}]},
         "guard": guard,
-    }]}
-    b = bootstrap_for(plugin, {"canary": canary, "stable": backends["stable"]},
+    }
+    if ramp:
+        policy["ramp"] = ramp
+    b = bootstrap_for({"policies": [policy]}, {"canary": canary, "stable": backends["stable"]},
                       ["canary", "stable"])
     b["node"] = {"id": NODE, "cluster": "front"}
+    if vm_env:
+        vm = wasm_filter(b)["typed_config"]["config"]["vm_config"]
+        vm["environment_variables"] = {"key_values": vm_env}
+    if faults:
+        fault_type = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+        filters = hcm(b)["http_filters"]
+        filters.insert(len(filters) - 1, {"name": "envoy.filters.http.fault",
+                                          "typed_config": {"@type": fault_type}})
+        for route in hcm(b)["route_config"]["virtual_hosts"][0]["routes"]:
+            variant = route["route"]["cluster"]
+            if route["name"] == f"variant-{variant}" and variant in faults:
+                route["typed_per_filter_config"] = {"envoy.filters.http.fault": {
+                    "@type": fault_type,
+                    "abort": {"http_status": 503,
+                              "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
+                    "abort_percent_runtime": faults[variant],
+                }}
+        b["layered_runtime"] = {"layers": [{"name": "admin", "admin_layer": {}}]}
     if receiver is not None:
         hook = copy.deepcopy(b["static_resources"]["clusters"][0])
         hook["name"] = "hooks"
@@ -163,14 +191,17 @@ def break_canary_and_wait_for_trip(traffic, receiver, canary, observe: float, **
     return switched, trip, traffic.between(after)
 
 
-def test_failing_canary_trips_notifies_and_resumes_after_hold(envoys, backends, canary, receiver):
+def test_rearming_canary_trips_notifies_and_resumes_after_hold(envoys, backends, canary,
+                                                              receiver):
+    """`on_trip: rearm`: the canary gets its traffic back after the hold. The receiver's path and
+    token come from the VM's environment (`${NAME}`), not from the configuration."""
     hold = 6
     envoy = guard_proxy(envoys, backends, canary, {
         "variant": "canary", "baseline": "stable", "window_seconds": 10, "min_requests": 20,
-        "max_failure_rate": 0.05, "max_p99_ms": 2000, "hold_seconds": hold,
-        "notify": {"cluster": "hooks", "path": "/hook/T0/B0", "authority": "hooks.test",
-                   "headers": {"authorization": "Bearer s3cret"}},
-    }, receiver)
+        "max_failure_rate": 0.05, "max_p99_ms": 2000, "on_trip": "rearm", "hold_seconds": hold,
+        "notify": {"cluster": "hooks", "path": "/hook/${HOOK_PATH}", "authority": "hooks.test",
+                   "headers": {"authorization": "Bearer ${HOOK_TOKEN}"}},
+    }, receiver, vm_env={"HOOK_PATH": "T0/B0", "HOOK_TOKEN": "s3cret"})
     assert stat(envoy, "canary_router_guard_tripped", policy="reviews", variant="canary") == 0
     traffic = Traffic(envoy)
     try:
@@ -235,7 +266,7 @@ def test_failing_canary_trips_notifies_and_resumes_after_hold(envoys, backends, 
 def test_slow_canary_trips_on_p99(envoys, backends, canary, receiver):
     envoy = guard_proxy(envoys, backends, canary, {
         "variant": "canary", "window_seconds": 10, "min_requests": 10,
-        "max_failure_rate": 0.05, "max_p99_ms": 150, "hold_seconds": 300,
+        "max_failure_rate": 0.05, "max_p99_ms": 150,
         "notify": {"cluster": "hooks", "path": "/hook"},
     }, receiver)
     traffic = Traffic(envoy, connections=8)
@@ -263,7 +294,7 @@ def test_below_min_requests_nothing_trips(envoys, backends, canary):
     control(canary, status=503)
     envoy = guard_proxy(envoys, backends, canary, {
         "variant": "canary", "window_seconds": 60, "min_requests": 50,
-        "max_failure_rate": 0.05, "hold_seconds": 300,
+        "max_failure_rate": 0.05,
     }, weights=(100, 0))
     replies = envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(40)])
     assert all(r.served_by == "canary" and r.status == 503 for r in replies)
@@ -283,7 +314,7 @@ def test_below_min_requests_nothing_trips(envoys, backends, canary):
 def test_healthy_canary_never_trips_in_20000_requests(envoys, backends, canary, receiver):
     envoy = guard_proxy(envoys, backends, canary, {
         "variant": "canary", "window_seconds": 10, "min_requests": 20,
-        "max_failure_rate": 0.01, "max_p99_ms": 1000, "hold_seconds": 300,
+        "max_failure_rate": 0.01, "max_p99_ms": 1000, "max_failure_rate_increase": 0.01,
         "notify": {"cluster": "hooks", "path": "/hook"},
     }, receiver, weights=(50, 50))
     replies = envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(20_000)],
@@ -300,33 +331,40 @@ def test_healthy_canary_never_trips_in_20000_requests(envoys, backends, canary, 
                 code_class="2xx", grpc_status="none") == sum(r.served_by == "canary" for r in replies)
 
 
-def test_notify_failures_are_logged_and_counted(envoys, backends, canary):
-    """A receiver that is down (a cluster with no listener behind it) or a cluster that does not
-    exist: the trip still happens; the failure is logged and counted."""
+def test_notify_failures_are_retried_logged_and_counted(envoys, backends, canary):
+    """A receiver that answers 500, or a cluster that does not exist: the trip still happens; the
+    message is sent again after 1 s, 2 s … while `retries` last, then the failure is logged and
+    counted."""
     control(canary, status=503)
     dead = Receiver(status=500)
     envoy = guard_proxy(envoys, backends, canary, {
-        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 60,
-        "notify": {"cluster": "hooks", "path": "/hook", "timeout_ms": 2000},
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5,
+        "notify": {"cluster": "hooks", "path": "/hook", "timeout_ms": 2000, "retries": 2},
     }, dead, weights=(100, 0))
     envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(10)])
     assert wait_for(lambda: stat(envoy, "canary_router_guard_notify_failures_total",
-                                 policy="reviews", variant="canary") >= 1, 10)
-    assert dead.events("tripped")  # it arrived, but the receiver answered 500
-    assert "guard notification failed: the receiver answered 500" in envoy.log()
+                                 policy="reviews", variant="canary") >= 1, 15)
+    # It arrived three times (one send, two retries), and the receiver answered 500 each time.
+    attempts = [t for t, _ in dead.events("tripped")]
+    assert len(attempts) == 3, attempts
+    assert attempts[1] - attempts[0] >= 0.9 and attempts[2] - attempts[1] >= 1.9, attempts
+    log = envoy.log()
+    assert log.count("trying again in") == 2
+    assert "guard notification failed: slack message to cluster hooks after 3 attempts: " \
+           "the receiver answered 500" in log
     time.sleep(PROPAGATION)
     assert envoy.request("/", {"x-user-id": "x"}).served_by == "stable"
     dead.close()
 
     # A cluster that does not exist: Envoy refuses the call at once.
     envoy = guard_proxy(envoys, backends, canary, {
-        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 60,
-        "notify": {"cluster": "no-such-cluster", "path": "/hook"},
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5,
+        "notify": {"cluster": "no-such-cluster", "path": "/hook", "retries": 0},
     }, weights=(100, 0))
     envoy.request_many([("/", {"x-user-id": f"u{i}"}) for i in range(10)])
     assert wait_for(lambda: stat(envoy, "canary_router_guard_notify_failures_total",
                                  policy="reviews", variant="canary") == 1, 10)
-    assert "cannot send to cluster no-such-cluster" in envoy.log()
+    assert "message to cluster no-such-cluster after 1 attempts: cannot send" in envoy.log()
     assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") == 1
 
 
@@ -354,22 +392,137 @@ def test_shipped_guard_example_trips_as_its_header_says(envoys, backends, canary
     assert wait_for(lambda: receiver.events("tripped"), timeout=10)
     body = receiver.events("tripped")[0][1]["body"]
     assert body["node"] == "demo-proxy" and "Proxy: demo-proxy" in body["text"]
-    assert body["hold_seconds"] == 20
+    assert "until the configuration changes" in body["text"]
     time.sleep(PROPAGATION)
     assert all(r.served_by == "stable" and r.status == 200 for r in envoy.request_many(users))
 
 
-def test_still_failing_after_the_hold_it_trips_again(envoys, backends, canary, receiver):
+def test_rearm_stops_after_max_trips(envoys, backends, canary, receiver):
+    """`on_trip: rearm`, `max_trips: 2`, a 2 s hold and a canary that never recovers: it trips,
+    re-arms, trips a second time, and that trip is final: it stays off for good."""
     control(canary, status=503)
+    hold = 2
     envoy = guard_proxy(envoys, backends, canary, {
-        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "hold_seconds": 2,
+        "variant": "canary", "min_requests": 5, "max_failure_rate": 0.5, "on_trip": "rearm",
+        "hold_seconds": hold, "max_trips": 2,
         "notify": {"cluster": "hooks", "path": "/hook"},
     }, receiver, weights=(50, 50))
     traffic = Traffic(envoy, connections=2)
     try:
         assert wait_for(lambda: len(receiver.events("tripped")) >= 2, 20)
+        second_trip = receiver.events("tripped")[1][0]
+        time.sleep(PROPAGATION + 5 * hold)
     finally:
         traffic.stop()
     events = [m["body"]["event"] for _, m in receiver.messages]
-    assert events[:3] == ["tripped", "rearmed", "tripped"], events
-    assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") >= 2
+    assert events == ["tripped", "rearmed", "tripped"], events
+    assert "until the configuration changes" in receiver.messages[-1][1]["body"]["text"]
+    assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") == 2
+    assert stat(envoy, "canary_router_guard_tripped", policy="reviews", variant="canary") == 1
+    assert stat(envoy, "canary_router_weight", policy="reviews", variant="canary") == 0
+    late = [t for t, _ in served_log(canary) if t > second_trip + PROPAGATION]
+    assert not late, f"{len(late)} requests reached the canary after the final trip"
+
+
+def test_aborted_canary_stays_off_for_good(envoys, backends, canary, receiver):
+    """The default (`on_trip: abort`): a canary that fails forever is cut off once and no request
+    reaches it afterwards, for ten seconds (five hold periods of the re-arming guard that used to
+    bring it back every 2 s)."""
+    envoy = guard_proxy(envoys, backends, canary, {
+        "variant": "canary", "min_requests": 20, "max_failure_rate": 0.05,
+        "notify": [{"cluster": "hooks", "path": "/hook"},
+                   {"format": "generic", "cluster": "hooks", "path": "/generic"}],
+    }, receiver)
+    traffic = Traffic(envoy)
+    try:
+        time.sleep(1)
+        flip, (tripped_at, trip), _ = break_canary_and_wait_for_trip(
+            traffic, receiver, canary, 10, status=503)
+    finally:
+        traffic.stop()
+    failures = [t for t, s in served_log(canary) if s == 503]
+    after = [t for t in failures if t > tripped_at + PROPAGATION]
+    assert not after, f"{len(after)} requests reached the canary after the cut"
+    assert [m["body"]["event"] for _, m in receiver.messages if m["path"] == "/hook"] == ["tripped"]
+    generic = next(m["body"] for _, m in receiver.messages if m["path"] == "/generic")
+    assert generic["final"] is True and generic["on_trip"] == "abort"
+    assert generic["figures"]["variant"]["failures"] >= 1
+    assert len(generic["config_fingerprint"]) == 16
+    assert stat(envoy, "canary_router_guard_tripped", policy="reviews", variant="canary") == 1
+    assert stat(envoy, "canary_router_guard_trips_total", policy="reviews", variant="canary") == 1
+    write_report("abort", {
+        "seconds_from_first_failure_to_trip_message": round(tripped_at - min(failures), 3),
+        "failing_canary_requests_total": len(failures),
+        "failing_canary_requests_after_cut_plus_propagation": len(after),
+        "seconds_watched_after_trip": 10,
+    })
+
+
+def test_a_rising_ramp_stops_when_the_guard_trips(envoys, backends, canary, receiver):
+    """A ramp rising every 2 s: once the guard trips the canary stays at 0 % and its weight gauge
+    says so while the schedule would have raised it further."""
+    import datetime
+    start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    control(canary, status=503)
+    envoy = guard_proxy(envoys, backends, canary, {
+        "variant": "canary", "min_requests": 10, "max_failure_rate": 0.2,
+        "notify": {"cluster": "hooks", "path": "/hook"},
+    }, receiver, weights=(0, 100), ramp={
+        "variant": "canary", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "steps": [10, 20, 30, 40, 50, 60, 70, 80, 90], "step_seconds": 2,
+    })
+    traffic = Traffic(envoy, connections=2)
+    try:
+        assert wait_for(lambda: receiver.events("tripped"), 20)
+        tripped_at = receiver.events("tripped")[0][0]
+        time.sleep(PROPAGATION)
+        gauges = []
+        for _ in range(3):  # three more steps of the schedule
+            time.sleep(2)
+            gauges.append((stat(envoy, "canary_router_weight", policy="reviews",
+                                variant="canary"),
+                           stat(envoy, "canary_router_weight", policy="reviews",
+                                variant="stable")))
+    finally:
+        traffic.stop()
+    assert gauges == [(0, 10000)] * 3, gauges
+    late = [t for t, _ in served_log(canary) if t > tripped_at + PROPAGATION]
+    assert not late
+
+
+def test_relative_limits_judge_the_canary_against_its_baseline(envoys, backends, canary,
+                                                               receiver):
+    """Envoy's fault filter fails a share of each variant's requests. Both at 8 % for a minute:
+    a shared dependency failing, not the canary: no trip. The canary at 30 % against stable's
+    8 %: it trips, on `failure_rate_increase`."""
+    envoy = guard_proxy(envoys, backends, canary, {
+        "variant": "canary", "window_seconds": 5, "min_requests": 50,
+        "max_failure_rate_increase": 0.05,
+        "notify": {"format": "generic", "cluster": "hooks", "path": "/hook"},
+    }, receiver, weights=(50, 50), faults={"canary": "canary.abort", "stable": "stable.abort"})
+    envoy.admin_post("/runtime_modify?canary.abort=8&stable.abort=8")
+    traffic = Traffic(envoy)
+    try:
+        time.sleep(60)
+        quiet = traffic.between(0)
+        assert not receiver.messages, receiver.messages
+        flip = time.time()
+        envoy.admin_post("/runtime_modify?canary.abort=30")
+        assert wait_for(lambda: receiver.events("tripped"), 20), "no trip"
+        tripped_at, trip = receiver.events("tripped")[0]
+    finally:
+        traffic.stop()
+    # The fault filter answers before a backend: the filter's own counters tell the variants.
+    responses = {v: {c: stat(envoy, "canary_router_responses_total", policy="reviews",
+                             variant=v, code_class=c, grpc_status="none") for c in ("2xx", "5xx")}
+                 for v in ("canary", "stable")}
+    body = trip["body"]
+    assert body["cause"] == "failure_rate_increase"
+    figures = body["figures"]
+    assert figures["variant"]["failure_rate"] > figures["baseline"]["failure_rate"] + 0.05
+    write_report("relative_limits", {
+        "requests_in_the_quiet_minute": len(quiet),
+        "responses_by_variant_at_the_end": responses,
+        "seconds_from_switch_to_trip_message": round(tripped_at - flip, 3),
+        "window_at_trip": figures,
+    })

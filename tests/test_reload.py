@@ -126,13 +126,12 @@ def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_pat
 
 
 def test_a_new_configuration_rearms_a_tripped_guard(envoys, backends, tmp_path):
-    """A guard holds a failing canary off until its hold ends or the configuration changes."""
+    """An aborted guard holds a failing canary off until the configuration changes."""
     canary = Backend("canary", status=503)
     try:
         watched = tmp_path / "ecds"
         watched.mkdir()
-        guard = {"variant": "canary", "min_requests": 10, "max_failure_rate": 0.5,
-                 "hold_seconds": 3600}
+        guard = {"variant": "canary", "min_requests": 10, "max_failure_rate": 0.5}
         publish(watched, ecds_resource([("canary", 50), ("stable", 50)], guard))
         envoy = ecds_envoy(envoys, {"canary": canary, "stable": backends["stable"]}, watched)
         labels = {"policy": "reviews", "variant": "canary"}

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import svg
 
-WASM_BUDGET = 160 * 1024
+# The ceiling on the module (256 KiB): Istio fetches it once per node; scripts/test.sh fails above it.
+WASM_BUDGET = 256 * 1024
 MAIN = ["native", "native-weighted", "empty-wasm", "lua-peer", "canary-router"]
 
 
@@ -56,7 +57,7 @@ def budget(r: dict) -> list[tuple[str, str, str]]:
                       f"{t['ratio_max']:.3f}, {len(t['rounds'])} round(s))",
                       _status(t["ratio_median"] >= 0.92)))
     size = r["wasm_bytes"]["canary-router"]
-    lines.append((f"`.wasm` ≤ 160 KB ({_bytes(WASM_BUDGET)} bytes)", f"{_bytes(size)} bytes",
+    lines.append((f"`.wasm` ≤ 256 KiB ({_bytes(WASM_BUDGET)} bytes)", f"{_bytes(size)} bytes",
                   _status(size <= WASM_BUDGET)))
 
     mem = r["memory"]

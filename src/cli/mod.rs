@@ -1,6 +1,8 @@
-//! The `canary-router` command: `validate` and `simulate`, on the filter's own engine.
+//! The `canary-router` command: `validate`, `simulate` and `fingerprint`, on the filter's own
+//! engine.
 
 mod args;
+mod fingerprint;
 mod simulate;
 mod sources;
 mod validate;
@@ -11,6 +13,7 @@ use std::process::ExitCode;
 
 use canary_router::compile::{compile_in, format_percent};
 use canary_router::config::{RawConfig, RawKey, RawPolicy};
+use canary_router::guard::OnTrip;
 use canary_router::{parse_json, Config, ConfigErrors, Environment, Policy, Split};
 
 use args::{Args, Opt};
@@ -26,6 +29,7 @@ canary-router: check and try out Canary Router configurations with the filter's 
 Usage:
   canary-router validate [OPTIONS] FILE...
   canary-router simulate [OPTIONS] CONFIG
+  canary-router fingerprint FILE...
   canary-router help | --help | -h
   canary-router --version
 
@@ -70,7 +74,17 @@ canary-router simulate [OPTIONS] CONFIG
   --guard-tripped         decide as if every guard were tripped (default: armed)
   --json                  JSON output: one object (one per line with --per-user)
 
-Options of both commands:
+canary-router fingerprint FILE...
+  Prints the document fingerprint of every configuration found, one line each:
+      16 HEX DIGITS  FILE: PLACE IN FILE
+  A hash of the configuration in canonical form (members sorted, numbers as exact decimals,
+  no whitespace): the same for a WasmPlugin's pluginConfig as written and as Istio delivers it
+  to the proxies (10 or 10.0, any key order), so it names the configuration in force. A
+  tripped guard sends it as config_fingerprint; envoy-config/gitops/revert.sh reverts the
+  commit that introduced it, if it is still at HEAD. Invalid configurations have none: their
+  errors are printed as validate prints them (exit 1).
+
+Options of validate and simulate:
   --node-metadata JSON    the proxy's CANARY_ROUTER node metadata (per-policy overrides)
   --label KEY=VALUE       a label of the proxy's workload, for source_label rules (repeatable)
 Problems in node or route metadata are printed as \"warning: ...\" on stderr: the filter
@@ -125,7 +139,9 @@ pub fn run(args: &[String]) -> ExitCode {
 
 fn dispatch(args: &[String], io: &mut Io) -> Result<u8, Usage> {
     let Some((command, rest)) = args.split_first() else {
-        return Err(Usage("missing command: validate or simulate".into()));
+        return Err(Usage(
+            "missing command: validate, simulate or fingerprint".into(),
+        ));
     };
     type Command = fn(&Args, &mut Io) -> Result<u8, Usage>;
     let (run, opts): (Command, &[Opt]) = match command.as_str() {
@@ -139,6 +155,7 @@ fn dispatch(args: &[String], io: &mut Io) -> Result<u8, Usage> {
         }
         "validate" => (validate::run, validate::OPTS),
         "simulate" => (simulate::run, simulate::OPTS),
+        "fingerprint" => (fingerprint::run, fingerprint::OPTS),
         other if other.starts_with('-') => return Err(Usage(format!("unknown option {other}"))),
         other => return Err(Usage(format!("unknown command {other:?}"))),
     };
@@ -158,6 +175,8 @@ fn environment(args: &Args) -> Result<Environment, Usage> {
     Ok(Environment {
         node_overrides: args.value("--node-metadata").map(str::to_string),
         labels: args.pairs("--label")?,
+        // The VM's environment is the proxy's: `${NAME}` references are checked, not filled.
+        vars: None,
     })
 }
 
@@ -297,16 +316,33 @@ fn describe_policy(policy: &Policy, raw: Option<&RawPolicy>) -> String {
         if let Some(ms) = guard.max_p99_ms() {
             limits.push(format!("p99 > {ms} ms"));
         }
+        if let Some(inc) = &g.max_failure_rate_increase {
+            limits.push(format!("failure rate > {baseline}'s + {inc}"));
+        }
+        if let Some(ratio) = &g.max_p99_ratio {
+            limits.push(format!("p99 > {ratio} × {baseline}'s"));
+        }
+        let then = match guard.on_trip() {
+            OnTrip::Abort => "until the configuration changes".to_string(),
+            OnTrip::Rearm => format!(
+                "for {} s, at most {} trips",
+                guard.hold_seconds(),
+                guard.max_trips()
+            ),
+        };
         let mut text = format!(
-            "guard: {} → {baseline} for {} s when {} over {} s (≥ {} requests)",
+            "guard: {} → {baseline} {then} when {} over {} s (≥ {} requests)",
             g.variant,
-            guard.hold_seconds(),
             limits.join(" or "),
             guard.window_seconds(),
             guard.min_requests()
         );
-        if let Some(n) = guard.notify() {
-            text.push_str(&format!(", notify cluster {}", n.cluster));
+        for r in guard.receivers() {
+            text.push_str(&format!(
+                ", notify {} via cluster {}",
+                r.format.as_str(),
+                r.cluster
+            ));
         }
         parts.push(text);
     }

@@ -1,6 +1,6 @@
 //! `canary-router validate FILE...`
 
-use canary_router::config::DEFAULT_VARIANT_HEADER;
+use canary_router::config::{RawConfig, DEFAULT_VARIANT_HEADER};
 
 use super::args::{Args, Opt};
 use super::{compile, describe_policy, environment, label, read, sources, Io, Usage, INVALID};
@@ -66,6 +66,9 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
                     for w in config.warnings() {
                         io.err(format!("warning: {at}: {w}"));
                     }
+                    for w in literal_credentials(&raw) {
+                        io.err(format!("warning: {at}: {w}"));
+                    }
                 }
                 Err(errors) => {
                     for e in errors.errors() {
@@ -77,4 +80,32 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
         }
     }
     Ok(if failed { INVALID } else { 0 })
+}
+
+/// Receiver headers that hold a literal credential (an `authorization` value without a
+/// `${NAME}` reference): committed to Git with the configuration, readable by everyone who
+/// reads the repository.
+fn literal_credentials(raw: &RawConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in raw.policies.iter().enumerate() {
+        let Some(g) = &p.guard else { continue };
+        for (j, n) in g.notify.iter().flatten().enumerate() {
+            let at = if g.notify_list {
+                format!("notify[{j}]")
+            } else {
+                "notify".to_string()
+            };
+            for (name, value) in n.headers.iter().flatten() {
+                if name.eq_ignore_ascii_case("authorization") && !value.contains("${") {
+                    out.push(format!(
+                        "policies[{i}].guard.{at}.headers.{name}: a literal credential \
+                         ends up in Git with the configuration; name an environment variable \
+                         of the VM instead, as in \"Bearer ${{GITHUB_TOKEN}}\" (Istio: \
+                         vmConfig.env from a Secret)"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }

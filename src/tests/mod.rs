@@ -11,9 +11,11 @@
 mod bucketing;
 mod config_errors;
 mod decide;
+mod fingerprint;
 mod fuzz_regressions;
 mod guard;
 mod json;
+mod notify;
 mod overrides;
 mod parsing;
 mod pb;
@@ -70,6 +72,7 @@ fn config_in(json: &str, node: Option<&str>, labels: &[(&str, &str)]) -> Config 
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        vars: None,
     };
     match Config::from_json_in(json.as_bytes(), &env) {
         Ok(c) => c,

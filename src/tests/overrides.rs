@@ -630,6 +630,7 @@ fn source_label_rules_in_order() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            vars: None,
         };
         // (condition, path of the error, part of its message)
         let cases = [

@@ -165,6 +165,7 @@ fn environment(policies: &[PolicySpec]) -> Environment {
     Environment {
         node_overrides: Some(format!("{{{}}}", items.join(","))),
         labels: Vec::new(),
+        vars: None,
     }
 }
 

@@ -1,12 +1,19 @@
 //! The guards' plumbing: outcomes recorded per request in this VM, merged on the root
-//! context's timer into the proxy-wide window in shared data (compare-and-swap), and the trip
-//! state read back. The judging itself is the core's ([`canary_router::guard`]).
+//! context's timer into the proxy-wide window in shared data (compare-and-swap), the trip
+//! state read back, and the messages to the receivers sent and retried. The judging itself is
+//! the core's ([`canary_router::guard`]), and so are the message bodies
+//! ([`canary_router::notify`]).
 //!
 //! Every VM of the proxy (one per worker, and the main thread's) runs the same loop, so each
 //! learns of a trip at its next tick. The VM whose write made a change (trip or re-arm) is the
-//! only one that reports it: it counts the trip, logs it and sends the notification.
+//! only one that reports it: it counts the trip, logs it and sends the notifications.
+//!
+//! The state lives in shared data under a key that holds the configuration's fingerprint: a
+//! VM that replaces a failed one (`FAIL_RELOAD`) or a new worker reads the same state (an
+//! aborted guard stays aborted), and a new configuration starts afresh.
 
-use canary_router::guard::{describe, message, Event, Guard, Outcomes, Subject, Window};
+use canary_router::guard::{Event, GuardView, Pending, Receiver, Window};
+use canary_router::notify::{body, default_headers, describe, Subject};
 use canary_router::stats::{
     tagged_name, GUARD_NOTIFY_FAILURES_TOTAL, GUARD_TRIPPED, GUARD_TRIPS_TOTAL, POLICY, VARIANT,
 };
@@ -22,8 +29,9 @@ pub struct Guards {
     /// Per policy: index into `entries`, or `u32::MAX` without a guard.
     of_policy: Vec<u32>,
     entries: Vec<Entry>,
-    /// Per policy: whether this VM sees its guard tripped (for [`Config::effective_splits`]).
-    tripped: Vec<bool>,
+    /// Per policy: the guard's state as this VM last read it (for
+    /// [`Config::splits_in_force`]).
+    views: Vec<GuardView>,
 }
 
 struct Entry {
@@ -32,7 +40,7 @@ struct Entry {
     /// configuration starts afresh and two configurations never mix.
     key: String,
     /// Outcomes recorded in this VM since the last merge.
-    pending: Outcomes,
+    pending: Pending,
 }
 
 /// A change this VM made and must report.
@@ -61,18 +69,19 @@ impl Guards {
                         config.fingerprint(),
                         p.name()
                     ),
-                    pending: Outcomes::default(),
+                    pending: Pending::default(),
                 });
             }
         }
         Some(Guards {
             of_policy,
             entries,
-            tripped: vec![false; config.policies().len()],
+            views: vec![GuardView::default(); config.policies().len()],
         })
     }
 
-    /// Records a finished request of `(policy, variant)` if that variant is guarded.
+    /// Records a finished request of `(policy, variant)` if the policy's guard counts that
+    /// variant (the guarded one; the baseline too with a relative limit).
     pub fn record(
         &mut self,
         config: &Config,
@@ -89,9 +98,7 @@ impl Guards {
         ) else {
             return;
         };
-        if guard.variant() == at.1 {
-            guard.record(&mut entry.pending, failed, latency_ms);
-        }
+        guard.record(&mut entry.pending, at.1, failed, latency_ms);
     }
 
     /// Empties this configuration's windows in shared data (which has no delete): called when a
@@ -102,9 +109,9 @@ impl Guards {
         }
     }
 
-    /// Per policy: tripped in this VM's view.
-    pub fn tripped(&self) -> &[bool] {
-        &self.tripped
+    /// Per policy: the guard's state in this VM's view.
+    pub fn views(&self) -> &[GuardView] {
+        &self.views
     }
 
     /// Merges pending outcomes into the shared windows and reads back the trip states at
@@ -120,19 +127,24 @@ impl Guards {
             let Some((window, event)) = merge(&entry.key, guard, now_ms, &entry.pending) else {
                 continue;
             };
-            entry.pending = Outcomes::default();
+            entry.pending = Pending::default();
             if let Some(event) = event {
                 changes.push(Change {
                     policy: entry.policy,
                     event,
                 });
             }
-            let tripped = window.tripped(now_ms);
-            if let Some(t) = self.tripped.get_mut(entry.policy) {
-                if *t != tripped {
-                    *t = tripped;
+            let view = GuardView {
+                tripped: window.tripped(now_ms),
+                ramp_stopped_at: window.first_trip_ms().map(|ms| ms.div_euclid(1000)),
+            };
+            if let Some(v) = self.views.get_mut(entry.policy) {
+                if *v != view {
+                    if v.tripped != view.tripped {
+                        set_tripped_gauge(config, entry.policy, view.tripped);
+                    }
+                    *v = view;
                     view_changed = true;
-                    set_tripped_gauge(config, entry.policy, tripped);
                 }
             }
         }
@@ -145,16 +157,17 @@ impl Guards {
 /// pending).
 fn merge(
     key: &str,
-    guard: &Guard,
+    guard: &canary_router::guard::Guard,
     now_ms: i64,
-    pending: &Outcomes,
+    pending: &Pending,
 ) -> Option<(Window, Option<Event>)> {
     for _ in 0..CAS_ATTEMPTS {
         let (bytes, cas) = host::shared_data(key)?;
         let mut window = Window::decode(&bytes, guard);
         let event = window.advance(guard, now_ms, pending);
-        if event.is_none() && pending.is_empty() && !bytes.is_empty() {
-            // Nothing to write: the window only told us the state.
+        if event.is_none() && (pending.is_empty() || window.aborted()) && !bytes.is_empty() {
+            // Nothing to write: the window only told us the state (an aborted guard drops
+            // what it is given).
             return Some((window, None));
         }
         match host::set_shared_data(key, &window.encode(), cas) {
@@ -193,7 +206,7 @@ pub fn define_metrics(config: &Config) {
             MetricType::Counter,
             &tagged_name(GUARD_TRIPS_TOTAL, &labels),
         );
-        if p.guard().is_some_and(|g| g.notify().is_some()) {
+        if p.guard().is_some_and(|g| !g.receivers().is_empty()) {
             let name = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
             let _ = host::define_metric(MetricType::Counter, &name);
         }
@@ -201,65 +214,185 @@ pub fn define_metrics(config: &Config) {
     }
 }
 
-/// Reports a change this VM made: counts a trip, logs, and posts the notification. Returns
-/// the notification's call token and the failure counter to bump if it fails.
-pub fn report(config: &Config, change: &Change, node: &str, now: i64) -> Option<(u32, String)> {
-    let p = config.policy(change.policy)?;
-    let guard = p.guard()?;
-    let labels = labels(config, change.policy)?;
-    let who = Subject {
-        policy: p.name(),
-        variant: p.variant(guard.variant())?.name(),
-        baseline: p.variant(guard.baseline())?.name(),
-        node,
-    };
-    if let Event::Tripped { .. } = change.event {
-        if let Some(id) = host::define_metric(
-            MetricType::Counter,
-            &tagged_name(GUARD_TRIPS_TOTAL, &labels),
-        ) {
-            host::increment_metric(id, 1);
+/// A message to one receiver, with everything needed to send it again: it outlives the
+/// configuration that made it.
+pub struct Message {
+    cluster: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    timeout_ms: u32,
+    /// Sends left after a failed one.
+    retries_left: u32,
+    /// Attempts made so far.
+    attempts: u32,
+    /// The failure counter to bump when the last attempt fails.
+    failures: String,
+    /// What it is, for the logs (`slack message to cluster hooks`).
+    what: String,
+}
+
+impl Message {
+    fn new(receiver: &Receiver, body: String, failures: String) -> Message {
+        let mut headers: Vec<(String, String)> = vec![
+            (":method".into(), "POST".into()),
+            (":path".into(), receiver.path.clone()),
+            (":authority".into(), receiver.authority.clone()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        let defaults = default_headers(receiver.format).iter();
+        for (k, v) in defaults.filter(|(k, _)| !receiver.headers.iter().any(|(h, _)| h == k)) {
+            headers.push(((*k).into(), (*v).into()));
         }
-    }
-    host::log(LogLevel::Warn, &describe(guard, &change.event, &who));
-    let notify = guard.notify()?;
-    let failures = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
-    let body = message(guard, &change.event, &who, now);
-    let mut headers = vec![
-        (":method", "POST"),
-        (":path", notify.path.as_str()),
-        (":authority", notify.authority.as_str()),
-        ("content-type", "application/json"),
-    ];
-    headers.extend(notify.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    match host::http_call(
-        &notify.cluster,
-        &headers,
-        body.as_bytes(),
-        notify.timeout_ms,
-    ) {
-        Ok(token) => Some((token, failures)),
-        Err(status) => {
-            notify_failed(
-                &failures,
-                &format!(
-                    "cannot send to cluster {} (status {}; is the cluster defined?)",
-                    notify.cluster,
-                    status.code()
-                ),
-            );
-            None
+        headers.extend(receiver.headers.iter().cloned());
+        Message {
+            cluster: receiver.cluster.clone(),
+            headers,
+            body,
+            timeout_ms: receiver.timeout_ms,
+            retries_left: receiver.retries,
+            attempts: 0,
+            failures,
+            what: format!(
+                "{} message to cluster {}",
+                receiver.format.as_str(),
+                receiver.cluster
+            ),
         }
     }
 }
 
-/// Logs and counts a notification that did not arrive.
-pub fn notify_failed(counter: &str, why: &str) {
-    host::log(
-        LogLevel::Error,
-        &format!("canary-router: guard notification failed: {why}"),
-    );
-    if let Some(id) = host::define_metric(MetricType::Counter, counter) {
-        host::increment_metric(id, 1);
+/// First wait before a failed message is sent again; it doubles with every attempt.
+const RETRY_BASE_MS: i64 = 1000;
+
+/// Messages waiting to be sent (first sends and retries) and those in flight. Everything is
+/// driven by the root context's timer and the host's call-response callback: no request ever
+/// waits on a receiver.
+#[derive(Default)]
+pub struct Outbox {
+    /// `(due at, unix ms; message)`.
+    waiting: Vec<(i64, Message)>,
+    /// `(call token, message)`.
+    in_flight: Vec<(u32, Message)>,
+}
+
+impl Outbox {
+    /// Queues the messages a change this VM made calls for, counts a trip and logs it.
+    pub fn report(
+        &mut self,
+        config: &Config,
+        change: &Change,
+        node: &str,
+        now_ms: i64,
+    ) -> Option<()> {
+        let p = config.policy(change.policy)?;
+        let guard = p.guard()?;
+        let labels = labels(config, change.policy)?;
+        let who = Subject {
+            policy: p.name(),
+            variant: p.variant(guard.variant())?.name(),
+            baseline: p.variant(guard.baseline())?.name(),
+            node,
+            fingerprint: config.document_fingerprint(),
+        };
+        if let Event::Tripped { .. } = change.event {
+            if let Some(id) = host::define_metric(
+                MetricType::Counter,
+                &tagged_name(GUARD_TRIPS_TOTAL, &labels),
+            ) {
+                host::increment_metric(id, 1);
+            }
+        }
+        host::log(LogLevel::Warn, &describe(guard, &change.event, &who));
+        let failures = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
+        for r in guard.receivers() {
+            if r.format.wants(&change.event) {
+                let text = body(r.format, guard, &change.event, &who, now_ms / 1000);
+                self.waiting
+                    .push((now_ms, Message::new(r, text, failures.clone())));
+            }
+        }
+        Some(())
+    }
+
+    /// Sends the messages that are due.
+    pub fn send_due(&mut self, now_ms: i64) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting.get(i).is_some_and(|(due, _)| *due <= now_ms) {
+                let (_, message) = self.waiting.swap_remove(i);
+                self.send(message, now_ms);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn send(&mut self, mut message: Message, now_ms: i64) {
+        message.attempts += 1;
+        let headers: Vec<(&str, &str)> = message
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        match host::http_call(
+            &message.cluster,
+            &headers,
+            message.body.as_bytes(),
+            message.timeout_ms,
+        ) {
+            Ok(token) => self.in_flight.push((token, message)),
+            Err(status) => self.failed(
+                message,
+                &format!(
+                    "cannot send (status {}; is the cluster defined?)",
+                    status.code()
+                ),
+                now_ms,
+            ),
+        }
+    }
+
+    /// Takes the answer to call `token`: `status` is the answer's `:status`, `None` without
+    /// one (timeout, connection failure). Returns false for a token that is not ours.
+    pub fn answered(&mut self, token: u32, status: Option<u16>, now_ms: i64) -> bool {
+        let Some(i) = self.in_flight.iter().position(|(t, _)| *t == token) else {
+            return false;
+        };
+        let (_, message) = self.in_flight.swap_remove(i);
+        match status {
+            Some(200..=299) => {}
+            Some(s) => self.failed(message, &format!("the receiver answered {s}"), now_ms),
+            None => self.failed(message, "no answer (timeout or connection failure)", now_ms),
+        }
+        true
+    }
+
+    /// A failed attempt: queued again after a backoff while retries are left, else logged and
+    /// counted.
+    fn failed(&mut self, mut message: Message, why: &str, now_ms: i64) {
+        if message.retries_left > 0 {
+            message.retries_left -= 1;
+            let wait = RETRY_BASE_MS << (message.attempts - 1).min(10);
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "canary-router: guard {} failed ({why}); trying again in {} s",
+                    message.what,
+                    wait / 1000
+                ),
+            );
+            self.waiting.push((now_ms.saturating_add(wait), message));
+            return;
+        }
+        host::log(
+            LogLevel::Error,
+            &format!(
+                "canary-router: guard notification failed: {} after {} attempts: {why}",
+                message.what, message.attempts
+            ),
+        );
+        if let Some(id) = host::define_metric(MetricType::Counter, &message.failures) {
+            host::increment_metric(id, 1);
+        }
     }
 }

@@ -439,9 +439,40 @@ pub fn set_tick_period_ms(period: u32) {
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
-    /// WASI's entropy source. The module's only WASI import: proxy-wasm hosts (Envoy's
-    /// proxy-wasm-cpp-host) provide WASI preview 1 to every module, whatever it was built for.
+    /// WASI's entropy source. Proxy-wasm hosts (Envoy's proxy-wasm-cpp-host) provide WASI
+    /// preview 1 to every module, whatever it was built for.
     fn random_get(buf: *mut u8, len: usize) -> u16;
+    /// The VM's environment (Envoy's `vm_config.environment_variables`, Istio's
+    /// `vmConfig.env`): the count of `NAME=value` strings and their total size with NULs.
+    fn environ_sizes_get(count: *mut usize, size: *mut usize) -> u16;
+    /// Writes the pointers to the strings into `environ` and the strings into `buf`.
+    fn environ_get(environ: *mut *mut u8, buf: *mut u8) -> u16;
+}
+
+/// The VM's environment variables, `(name, value)`; empty if the host has none.
+pub fn environment() -> Vec<(String, String)> {
+    let (mut count, mut size) = (0usize, 0usize);
+    // SAFETY: two valid out-pointers.
+    if unsafe { environ_sizes_get(&mut count, &mut size) } != 0 || count == 0 {
+        return Vec::new();
+    }
+    let mut pointers: Vec<*mut u8> = vec![null_mut(); count];
+    let mut buf = vec![0u8; size];
+    // SAFETY: `pointers` has room for `count` pointers and `buf` for `size` bytes, the sizes
+    // the host just gave.
+    if unsafe { environ_get(pointers.as_mut_ptr(), buf.as_mut_ptr()) } != 0 {
+        return Vec::new();
+    }
+    // The strings lie in `buf` one after another, each ended by a NUL: read them from there
+    // rather than through the pointers.
+    buf.split(|&b| b == 0)
+        .take(count)
+        .filter_map(|entry| {
+            let entry = std::str::from_utf8(entry).ok()?;
+            let (name, value) = entry.split_once('=')?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 /// Fills `buf` with the host's entropy; `false` if the host refused.

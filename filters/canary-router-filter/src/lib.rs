@@ -139,7 +139,7 @@ impl Active {
             return None;
         }
         let live = match &self.guards {
-            Some(g) => config.effective_splits(now, g.borrow().tripped()),
+            Some(g) => config.splits_in_force(now, g.borrow().views()),
             None => config.live_splits(now),
         };
         (*self.live.borrow() != live).then_some(live)
@@ -162,8 +162,8 @@ struct Root {
     since_expiry_ms: u32,
     /// This proxy's node id, for guard messages.
     node: String,
-    /// Guard notifications in flight: call token and the failure counter to bump.
-    calls: Vec<(u32, String)>,
+    /// Guard notifications waiting, in flight or to be retried.
+    outbox: guard::Outbox,
 }
 
 impl Root {
@@ -187,6 +187,7 @@ impl Root {
         Environment {
             node_overrides,
             labels,
+            vars: Some(host::environment()),
         }
     }
 
@@ -197,7 +198,7 @@ impl Root {
             tick_ms: TICK_MS,
             since_expiry_ms: 0,
             node: String::new(),
-            calls: Vec::new(),
+            outbox: guard::Outbox::default(),
         }
     }
 
@@ -286,6 +287,7 @@ impl Root {
         // Without a ramp the splits change only when a guard trips or re-arms in this VM's view:
         // the per-tick cost then does not grow with the number of policies.
         let view_changed = self.tick_guards(&active, now_ms);
+        self.outbox.send_due(now_ms);
         if active.ramps || view_changed {
             if let Some(live) = active.refresh_live(now_ms / 1000) {
                 self.weight_gauges =
@@ -311,19 +313,16 @@ impl Root {
         };
         let (changes, view_changed) = guards.borrow_mut().tick(&active.config, now_ms);
         for change in &changes {
-            if let Some(call) = guard::report(&active.config, change, &self.node, now_ms / 1000) {
-                self.calls.push(call);
-            }
+            let _ = self
+                .outbox
+                .report(&active.config, change, &self.node, now_ms);
         }
         view_changed
     }
 
-    /// The answer to a guard notification: anything but a 2xx (or no answer) is a failure.
+    /// The answer to a guard notification: anything but a 2xx (or no answer) is a failure,
+    /// sent again after a backoff while the receiver's retries last.
     fn on_http_call_response(&mut self, token: u32, headers: usize) {
-        let Some(i) = self.calls.iter().position(|(t, _)| *t == token) else {
-            return;
-        };
-        let (_, counter) = self.calls.swap_remove(i);
         let status = if headers == 0 {
             None
         } else {
@@ -332,11 +331,7 @@ impl Root {
                 .find(|(k, _)| *k == b":status")
                 .and_then(|(_, v)| metrics::parse_status(v))
         };
-        match status {
-            Some(200..=299) => {}
-            Some(s) => guard::notify_failed(&counter, &format!("the receiver answered {s}")),
-            None => guard::notify_failed(&counter, "no answer (timeout or connection failure)"),
-        }
+        self.outbox.answered(token, status, unix_ms());
     }
 
     fn create_stream(&self) -> Request {

@@ -1,11 +1,15 @@
 //! Structured configurations: arbitrary documents shaped like plugin configurations (policies
 //! with variants and weights, sticky keys and cookies, rules with every operator, ramps,
-//! guards with notify), serialized to JSON and compiled. A configuration that compiles holds
-//! the split invariants (weights sum to 10 000 in every split) and decides requests in range.
+//! guards with their limits, trip handling and receivers), serialized to JSON and compiled, for
+//! a VM with or without environment variables. A configuration that compiles holds the split
+//! invariants (weights sum to 10 000 in every split), decides requests in range, and its guards
+//! write valid JSON bodies for their receivers.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use canary_router::{Config, SplitMix64};
+use canary_router::guard::{Event, Format, OnTrip, Pending, Window};
+use canary_router::notify::{body, Subject};
+use canary_router::{Config, Environment, SplitMix64};
 use canary_router_fuzz::{check_config, check_decision, HeaderName, Name, Request};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
@@ -22,6 +26,26 @@ struct Doc {
     seed: u64,
     now: i64,
     tripped: Vec<bool>,
+    /// The Wasm VM's environment variables (`None`: the command, references checked only).
+    vars: Option<Vec<(VarName, String)>>,
+}
+
+/// An environment variable's name: mostly one the receivers reference.
+#[derive(Arbitrary, Debug)]
+enum VarName {
+    Pool(u8),
+    Raw(String),
+}
+
+const VARS: &[&str] = &["TOKEN", "HOOK", "GITHUB_TOKEN", "_x1"];
+
+impl VarName {
+    fn get(&self) -> String {
+        match self {
+            VarName::Pool(i) => VARS[usize::from(*i) % VARS.len()].to_string(),
+            VarName::Raw(s) => s.clone(),
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -182,17 +206,125 @@ struct Guard {
     min_requests: Option<u32>,
     max_failure_rate: Option<Weight>,
     max_p99_ms: Option<u32>,
+    max_failure_rate_increase: Option<Weight>,
+    max_p99_ratio: Option<Weight>,
+    on_trip: Option<Choice>,
     hold_seconds: Option<u32>,
-    notify: Option<Notify>,
+    max_trips: Option<u32>,
+    notify: Option<Receivers>,
+}
+
+/// A string setting: mostly one of its choices.
+#[derive(Arbitrary, Debug)]
+enum Choice {
+    Pool(u8),
+    Raw(String),
+    Other(Scalar),
+}
+
+impl Choice {
+    fn json(&self, choices: &[&str]) -> Value {
+        match self {
+            Choice::Pool(i) => json!(choices[usize::from(*i) % choices.len()]),
+            Choice::Raw(s) => json!(s),
+            Choice::Other(s) => s.json(),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Receivers {
+    One(Notify),
+    List(Vec<Notify>),
+    Other(Scalar),
 }
 
 #[derive(Arbitrary, Debug)]
 struct Notify {
+    format: Option<Choice>,
     cluster: String,
-    path: String,
+    path: Text,
     authority: Option<String>,
     timeout_ms: Option<u32>,
-    headers: Option<Vec<(String, String)>>,
+    retries: Option<u32>,
+    headers: Option<Vec<(String, Text)>>,
+}
+
+/// A path or header value: mostly with `${NAME}` references, well-formed or not.
+#[derive(Arbitrary, Debug)]
+enum Text {
+    Raw(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Part {
+    Lit(String),
+    Var(VarName),
+    Open,
+    Close,
+}
+
+impl Text {
+    fn get(&self) -> String {
+        match self {
+            Text::Raw(s) => s.clone(),
+            Text::Parts(parts) => {
+                let mut out = String::from("/");
+                for p in parts.iter().take(8) {
+                    match p {
+                        Part::Lit(s) => out.push_str(s),
+                        Part::Var(v) => {
+                            out.push_str("${");
+                            out.push_str(&v.get());
+                            out.push('}');
+                        }
+                        Part::Open => out.push_str("${"),
+                        Part::Close => out.push('}'),
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+impl Notify {
+    fn json(&self) -> Value {
+        let mut nm = Map::new();
+        if let Some(f) = &self.format {
+            nm.insert("format".into(), f.json(&Format::NAMES));
+        }
+        nm.insert("cluster".into(), json!(self.cluster));
+        nm.insert("path".into(), json!(self.path.get()));
+        if let Some(a) = &self.authority {
+            nm.insert("authority".into(), json!(a));
+        }
+        if let Some(t) = self.timeout_ms {
+            nm.insert("timeout_ms".into(), json!(t));
+        }
+        if let Some(r) = self.retries {
+            nm.insert("retries".into(), json!(r % 16));
+        }
+        if let Some(h) = &self.headers {
+            let hm: Map<String, Value> = h
+                .iter()
+                .take(8)
+                .map(|(k, v)| (k.clone(), json!(v.get())))
+                .collect();
+            nm.insert("headers".into(), Value::Object(hm));
+        }
+        Value::Object(nm)
+    }
+}
+
+/// A fraction written with up to four decimals (mostly valid), or anything.
+fn fraction(w: &Weight) -> Value {
+    match w.bp() {
+        // 0.0000 .. 1.0000 mostly.
+        Some(bp) => serde_json::from_str(&format!("0.{:04}", bp % 10_000)).unwrap_or(Value::Null),
+        None => w.json(),
+    }
 }
 
 impl Weight {
@@ -372,6 +504,7 @@ fn policy(p: &Pol) -> Value {
             ("min_requests", g.min_requests),
             ("max_p99_ms", g.max_p99_ms),
             ("hold_seconds", g.hold_seconds),
+            ("max_trips", g.max_trips.map(|n| n % 8)),
         ];
         for (k, v) in nums {
             if let Some(v) = v {
@@ -379,30 +512,32 @@ fn policy(p: &Pol) -> Value {
             }
         }
         if let Some(r) = &g.max_failure_rate {
+            gm.insert("max_failure_rate".into(), fraction(r));
+        }
+        if let Some(r) = &g.max_failure_rate_increase {
+            gm.insert("max_failure_rate_increase".into(), fraction(r));
+        }
+        if let Some(r) = &g.max_p99_ratio {
+            // A factor: 1.00 .. 3.55 mostly (whole percents, two decimals).
             let v = match r.bp() {
-                // 0.0000 .. 1.0000 mostly.
-                Some(bp) => {
-                    serde_json::from_str(&format!("0.{:04}", bp % 10_000)).unwrap_or(Value::Null)
-                }
+                Some(bp) => serde_json::from_str(&format!("{}.{:02}", 1 + bp / 100 % 3, bp % 100))
+                    .unwrap_or(Value::Null),
                 None => r.json(),
             };
-            gm.insert("max_failure_rate".into(), v);
+            gm.insert("max_p99_ratio".into(), v);
+        }
+        if let Some(c) = &g.on_trip {
+            gm.insert("on_trip".into(), c.json(&["abort", "rearm"]));
         }
         if let Some(n) = &g.notify {
-            let mut nm = Map::new();
-            nm.insert("cluster".into(), json!(n.cluster));
-            nm.insert("path".into(), json!(n.path));
-            if let Some(a) = &n.authority {
-                nm.insert("authority".into(), json!(a));
-            }
-            if let Some(t) = n.timeout_ms {
-                nm.insert("timeout_ms".into(), json!(t));
-            }
-            if let Some(h) = &n.headers {
-                let hm: Map<String, Value> = h.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                nm.insert("headers".into(), Value::Object(hm));
-            }
-            gm.insert("notify".into(), Value::Object(nm));
+            let v = match n {
+                Receivers::One(n) => n.json(),
+                Receivers::List(list) => {
+                    Value::Array(list.iter().take(6).map(Notify::json).collect())
+                }
+                Receivers::Other(s) => s.json(),
+            };
+            gm.insert("notify".into(), v);
         }
         m.insert("guard".into(), Value::Object(gm));
     }
@@ -429,10 +564,20 @@ fuzz_target!(|doc: Doc| {
         m.insert(k.clone(), v.json());
     }
     let text = Value::Object(m).to_string();
-    let Ok(config) = Config::from_json(text.as_bytes()) else {
+    let env = Environment {
+        vars: doc.vars.as_ref().map(|vars| {
+            vars.iter()
+                .take(8)
+                .map(|(k, v)| (k.get(), v.clone()))
+                .collect()
+        }),
+        ..Environment::default()
+    };
+    let Ok(config) = Config::from_json_in(text.as_bytes(), &env) else {
         return;
     };
     check_config(&config, doc.now, &doc.tripped);
+    check_guards(&config, &env, doc.now);
     let live = config.effective_splits(doc.now, &doc.tripped);
     for r in doc.requests.iter().take(4) {
         let req = r.view();
@@ -444,3 +589,64 @@ fuzz_target!(|doc: Doc| {
         }
     }
 });
+
+/// A compiled guard's settings hold together, its receivers' references were replaced (or
+/// kept as written, for the command), and a trip of its variant writes a valid JSON body for
+/// every format.
+fn check_guards(config: &Config, env: &Environment, now: i64) {
+    for p in config.policies() {
+        let Some(g) = p.guard() else {
+            continue;
+        };
+        assert_ne!(g.variant(), g.baseline());
+        assert!(g.variant() < p.variants().len() && g.baseline() < p.variants().len());
+        assert!(g.max_trips() >= 1 && g.hold_seconds() >= 1);
+        for r in g.receivers() {
+            assert!(r.retries <= 10 && r.timeout_ms >= 1);
+            assert!(!r.cluster.is_empty());
+            if env.vars.is_none() {
+                assert!(r.path.starts_with('/'));
+            }
+        }
+        // Every request of both variants fails: the guard trips (a failure-rate limit of 1 or
+        // an increase margin of 1 never trips; a p99 limit needs slow responses).
+        let mut pending = Pending::default();
+        for i in 0..g.min_requests().min(5_000) {
+            for v in [g.variant(), g.baseline()] {
+                g.record(
+                    &mut pending,
+                    v,
+                    v == g.variant(),
+                    Some(u64::from(i % 70) * 1000),
+                );
+            }
+        }
+        let mut w = Window::new(g);
+        let now_ms = now.saturating_mul(1000);
+        let Some(event) = w.advance(g, now_ms, &pending) else {
+            continue;
+        };
+        if let Event::Tripped { until_ms, trip, .. } = &event {
+            assert_eq!(*trip, 1);
+            assert_eq!(
+                until_ms.is_none(),
+                g.on_trip() == OnTrip::Abort || g.max_trips() == 1
+            );
+        }
+        let who = Subject {
+            policy: p.name(),
+            variant: p.variants()[g.variant()].name(),
+            baseline: p.variants()[g.baseline()].name(),
+            node: "node",
+            fingerprint: config.document_fingerprint(),
+        };
+        for event in [&event, &Event::Rearmed] {
+            for r in g.receivers() {
+                let b = body(r.format, g, event, &who, now);
+                let json: Value =
+                    serde_json::from_str(&b).unwrap_or_else(|e| panic!("{:?}: {e}\n{b}", r.format));
+                assert!(json.is_object());
+            }
+        }
+    }
+}

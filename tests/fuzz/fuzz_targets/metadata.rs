@@ -25,6 +25,7 @@ fuzz_target!(|input: Input| {
     let env = Environment {
         node_overrides: input.node_overrides.clone(),
         labels: input.labels.clone(),
+        vars: None,
     };
     let Ok(config) = Config::from_json_in(text.as_bytes(), &env) else {
         return;

@@ -2,6 +2,7 @@
 //! configurations, and the invariants every compiled configuration and decision must hold.
 
 use arbitrary::Arbitrary;
+use canary_router::guard::GuardView;
 use canary_router::{Config, Decision, SimpleRequest, Split, BUCKETS};
 
 /// Representative configurations (from envoy-config/ and the unit tests): weights, sticky keys
@@ -36,14 +37,25 @@ pub const CONFIGS: &[&str] = &[
         {"name": "linear", "variants": [{"name": "canary", "weight": 0}, {"name": "stable", "weight": 100}],
          "sticky": {"cookie": {"name": "cid", "max_age": 60, "path": "/", "secure": true, "same_site": "Strict"}},
          "ramp": {"variant": "canary", "start": "2025-01-01T00:00:00Z", "from": 0, "to": 40, "duration_seconds": 3600}}]}"#,
-    // envoy-config/guard.yaml: a guard with a notify cluster.
+    // envoy-config/guard.yaml: a re-arming guard with a notify cluster.
     r#"{"filter_state": true, "policies": [{"name": "reviews",
         "variants": [{"name": "canary", "weight": 20}, {"name": "stable", "weight": 80}],
         "sticky": {"keys": [{"header": "x-user-id"}], "cookie": {"name": "canary-id"}},
         "guard": {"variant": "canary", "baseline": "stable", "window_seconds": 10, "min_requests": 20,
-                  "max_failure_rate": 0.05, "max_p99_ms": 800, "hold_seconds": 20,
+                  "max_failure_rate": 0.05, "max_p99_ms": 800, "on_trip": "rearm", "hold_seconds": 20,
                   "notify": {"cluster": "hooks", "path": "/canary-router", "timeout_ms": 2000,
                              "headers": {"x-token": "t"}}}}]}"#,
+    // An aborting guard with relative limits and a ramp that stops at its first trip, told to
+    // several receivers (secrets as ${NAME} references).
+    r#"{"policies": [{"name": "checkout",
+        "variants": [{"name": "canary", "weight": 0}, {"name": "stable", "weight": 100}],
+        "ramp": {"variant": "canary", "start": "2025-01-01T00:00:00Z", "steps": [5, 25, 50], "step_seconds": 300},
+        "guard": {"variant": "canary", "window_seconds": 60, "min_requests": 50,
+                  "max_failure_rate_increase": 0.02, "max_p99_ratio": 1.5, "max_failure_rate": 0.2,
+                  "notify": [{"format": "slack", "cluster": "slack", "path": "/services/${SLACK_PATH}"},
+                             {"format": "github", "cluster": "github", "authority": "api.github.com",
+                              "path": "/repos/acme/mesh/dispatches", "retries": 5,
+                              "headers": {"authorization": "Bearer ${GITHUB_TOKEN}"}}]}}]}"#,
 ];
 
 /// A policy name or variant name: mostly from a small pool, so references resolve.
@@ -169,8 +181,32 @@ pub fn check_config(config: &Config, now: i64, tripped: &[bool]) {
     for (i, s) in config.live_splits(now).iter().enumerate() {
         check_split(s, config.policies()[i].variants().len(), "live");
     }
-    for (i, s) in config.effective_splits(now, tripped).iter().enumerate() {
+    let effective = config.effective_splits(now, tripped);
+    for (i, s) in effective.iter().enumerate() {
         check_split(s, config.policies()[i].variants().len(), "effective");
+    }
+    // The same trip states seen by a worker: without a stop of the ramp, the same splits; with
+    // one (at any time), the split of that time, diverted where tripped.
+    let views: Vec<GuardView> = tripped
+        .iter()
+        .map(|&tripped| GuardView {
+            tripped,
+            ramp_stopped_at: None,
+        })
+        .collect();
+    assert_eq!(config.splits_in_force(now, &views), effective);
+    for stopped in [now, now.saturating_sub(3600), i64::MIN, i64::MAX] {
+        let views: Vec<GuardView> = (0..config.policies().len())
+            .map(|i| GuardView {
+                tripped: tripped.get(i) == Some(&true),
+                ramp_stopped_at: Some(stopped),
+            })
+            .collect();
+        let frozen = config.splits_in_force(now, &views);
+        assert_eq!(frozen, config.effective_splits(stopped.min(now), tripped));
+        for (i, s) in frozen.iter().enumerate() {
+            check_split(s, config.policies()[i].variants().len(), "in force");
+        }
     }
 }
 
