@@ -115,13 +115,38 @@ def prometheus_value(envoy: "Envoy", name: str, **labels) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+class LoggedProcess:
+    """A child process whose output goes to a log file: its log, and a stop that terminates it
+    (killing it after 10 s) and closes the log."""
+
+    def start(self, argv: list[str], log_path: Path, **popen) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent, **popen)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+
 class EnvoyFailed(Exception):
     def __init__(self, message: str, log: str):
         super().__init__(message)
         self.log = log
 
 
-class Envoy:
+class Envoy(LoggedProcess):
     """One Envoy process serving a bootstrap (a dict); listener and admin on free ports."""
 
     def __init__(self, bootstrap: dict, workdir: Path, concurrency: int = 2, name: str = "envoy"):
@@ -132,13 +157,9 @@ class Envoy:
         if admin_path.exists():
             admin_path.unlink()
         self.config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
-             "--concurrency", str(concurrency), "-l", "info",
-             "--admin-address-path", str(admin_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_die_with_parent,
-        )
+        self.start([envoy_binary(), "-c", str(self.config_path), "--base-id",
+                    str(next(_base_ids)), "--concurrency", str(concurrency), "-l", "info",
+                    "--admin-address-path", str(admin_path)], self.log_path, cwd=ROOT)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -177,20 +198,6 @@ class Envoy:
         status, body = self.admin_get(path, method="POST")
         assert status == 200, f"POST {path}: {status} {body}"
         return body
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self._log.closed:
-            self._log.close()
 
     # --- HTTP through the proxy -------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import math
 import re
 import shutil
 import socket
-import subprocess
 import threading
 import urllib.parse
 import urllib.request
@@ -28,7 +27,7 @@ import urllib.request
 import pytest
 import yaml
 
-from harness import CONFIG_DIR, Backend, Envoy, _die_with_parent, bootstrap_for, wait_for
+from harness import CONFIG_DIR, Backend, Envoy, LoggedProcess, bootstrap_for, wait_for
 
 RANGE = "30s"  # Flagger's {{ interval }} and Grafana's $__rate_interval in the queries
 # Grafana's template variables in panel expressions, as a test substitutes them.
@@ -92,7 +91,7 @@ DIVIDING_PANEL_EXPRS = [(p["title"], t["expr"]) for p in DASHBOARD["panels"]
 
 # --- a real Prometheus --------------------------------------------------------------------------
 
-class Prometheus:
+class Prometheus(LoggedProcess):
     """`prometheus` on 127.0.0.1 (a free port), scraping `targets` every second."""
 
     def __init__(self, targets: list[str], workdir):
@@ -109,14 +108,10 @@ class Prometheus:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.log_path = workdir / "prometheus.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [exe, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-        )
+        self.start([exe, f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                   workdir / "prometheus.log")
         if not wait_for(self._ready, timeout=60):
             log = self.log()
             self.stop()
@@ -140,20 +135,6 @@ class Prometheus:
         assert body["status"] == "success", body
         assert body["data"]["resultType"] == "vector", body
         return body["data"]["result"]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self._log.closed:
-            self._log.close()
 
 
 def values(result: list[dict], by: str | None = None) -> dict:

@@ -4,7 +4,7 @@
 use canary_router::Config;
 
 use super::args::{Args, Opt};
-use super::{label, read, sources, Io, Usage, INVALID};
+use super::{for_each_config, Io, Usage};
 
 pub const OPTS: &[Opt] = &[];
 
@@ -12,47 +12,23 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
     if args.positional.is_empty() {
         return Err(Usage("fingerprint needs at least one FILE".into()));
     }
-    // Read every file first: an unreadable one is a usage error, before any output.
-    let files = args
-        .positional
-        .iter()
-        .map(|name| read(name).map(|bytes| (name, bytes)))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut failed = false;
-    for (name, bytes) in &files {
-        let contents = match sources::load(name, bytes) {
-            Ok(c) => c,
-            Err(message) => {
-                io.err(format!("{name}: {message}"));
-                failed = true;
-                continue;
+    for_each_config(args, io, |io, place, json| {
+        // Only a configuration the filter accepts is ever in force: the others have none.
+        match Config::from_json(json) {
+            Ok(config) => {
+                io.out(format!(
+                    "{:016x}  {}",
+                    config.document_fingerprint(),
+                    place.at
+                ));
+                true
             }
-        };
-        for skipped in &contents.skipped {
-            io.err(format!("note: {name}: skipped {skipped}"));
-        }
-        for found in &contents.configs {
-            let at = label(name, &found.location);
-            let json = match &found.json {
-                Ok(json) => json,
-                Err(message) => {
-                    io.err(format!("{at}: {message}"));
-                    failed = true;
-                    continue;
+            Err(errors) => {
+                for e in errors.errors() {
+                    io.err(format!("{}: {e}", place.at));
                 }
-            };
-            // Only a configuration the filter accepts is ever in force: the others have none.
-            match Config::from_json(json) {
-                Ok(config) => io.out(format!("{:016x}  {at}", config.document_fingerprint())),
-                Err(errors) => {
-                    for e in errors.errors() {
-                        io.err(format!("{at}: {e}"));
-                    }
-                    failed = true;
-                }
+                false
             }
         }
-    }
-    Ok(if failed { INVALID } else { 0 })
+    })
 }

@@ -185,6 +185,60 @@ fn read(path: &str) -> Result<Vec<u8>, Usage> {
     std::fs::read(path).map_err(|e| Usage(format!("cannot read {path}: {e}")))
 }
 
+/// One configuration found in a FILE: where it is, and whether it is its file's only one.
+struct Place<'a> {
+    file: &'a str,
+    /// `FILE: PLACE IN FILE`, for messages.
+    at: String,
+    single: bool,
+}
+
+/// Reads every FILE (an unreadable one is a usage error, before any output) and calls `each`
+/// with every configuration found in them; a file or a configuration that cannot be read is
+/// reported here. Returns the exit status: [`INVALID`] if anything failed, `each` included
+/// (it returns whether its configuration passed).
+fn for_each_config(
+    args: &Args,
+    io: &mut Io,
+    mut each: impl FnMut(&mut Io, &Place, &[u8]) -> bool,
+) -> Result<u8, Usage> {
+    let files = args
+        .positional
+        .iter()
+        .map(|name| read(name).map(|bytes| (name, bytes)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = false;
+    for (name, bytes) in &files {
+        let contents = match sources::load(name, bytes) {
+            Ok(c) => c,
+            Err(message) => {
+                io.err(format!("{name}: {message}"));
+                failed = true;
+                continue;
+            }
+        };
+        for skipped in &contents.skipped {
+            io.err(format!("note: {name}: skipped {skipped}"));
+        }
+        let single = contents.configs.len() == 1;
+        for found in &contents.configs {
+            let place = Place {
+                file: name,
+                at: label(name, &found.location),
+                single,
+            };
+            match &found.json {
+                Ok(json) => failed |= !each(io, &place, json),
+                Err(message) => {
+                    io.err(format!("{}: {message}", place.at));
+                    failed = true;
+                }
+            }
+        }
+    }
+    Ok(if failed { INVALID } else { 0 })
+}
+
 /// `file` or `file: location`, the prefix of every line about one configuration.
 fn label(file: &str, location: &str) -> String {
     if location.is_empty() {
