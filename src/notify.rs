@@ -15,8 +15,7 @@
 //! environment, itself from a Kubernetes Secret). [`expand`] replaces them when the filter
 //! compiles the configuration; a variable that is not set is a configuration error.
 //!
-//! The bodies are written here with [`quote`] rather than a serializer: the filter does not
-//! link serde_json (issue 14 revisits this).
+use serde_json::{json, Map, Value};
 
 use crate::guard::{Cause, Event, Format, Guard, OnTrip, Outcomes, Pending};
 use crate::json::quote;
@@ -134,54 +133,25 @@ pub fn describe(guard: &Guard, event: &Event, who: &Subject) -> String {
     }
 }
 
-/// A JSON object under construction: `,"name":value` pairs after an opening brace.
-struct Object(String);
-
-impl Object {
-    fn new() -> Object {
-        Object(String::from("{"))
-    }
-
-    fn raw(&mut self, name: &str, value: &str) -> &mut Object {
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        self.0.push_str(&quote(name));
-        self.0.push(':');
-        self.0.push_str(value);
-        self
-    }
-
-    fn str(&mut self, name: &str, value: &str) -> &mut Object {
-        self.raw(name, &quote(value))
-    }
-
-    fn num(&mut self, name: &str, value: impl ToString) -> &mut Object {
-        self.raw(name, &value.to_string())
-    }
-
-    fn end(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.0);
-        s.push('}');
-        s
-    }
+/// The figures of one variant's window.
+fn figures(o: &Outcomes) -> Value {
+    json!({
+        "requests": o.total,
+        "failures": o.failures,
+        "failure_rate": rate(o),
+        "p99_ms": o.p99_ms(),
+    })
 }
 
-/// The figures of one variant's window as a JSON object.
-fn figures(o: &Outcomes) -> String {
-    Object::new()
-        .num("requests", o.total)
-        .num("failures", o.failures)
-        .raw("failure_rate", &decimal(o.failure_ppm(), 6))
-        .raw(
-            "p99_ms",
-            &o.p99_ms().map_or_else(|| "null".into(), |p| p.to_string()),
-        )
-        .end()
+/// The failure rate as a number: parts per million over 10^6 (serialized as its shortest
+/// decimal, `0.050808`).
+fn rate(o: &Outcomes) -> f64 {
+    f64::from(o.failure_ppm()) / 1e6
 }
 
-/// The fields every structured body carries.
-fn structured(out: &mut Object, guard: &Guard, event: &Event, who: &Subject, time: i64) {
+/// The fields of the structured body ([`Format::Generic`]).
+fn structured(guard: &Guard, event: &Event, who: &Subject, time: i64) -> Map<String, Value> {
+    let mut out = Map::new();
     match event {
         Event::Tripped {
             cause,
@@ -189,130 +159,110 @@ fn structured(out: &mut Object, guard: &Guard, event: &Event, who: &Subject, tim
             until_ms,
             trip,
         } => {
-            out.str("event", "tripped")
-                .str("cause", cause.as_str())
-                .raw("final", if until_ms.is_none() { "true" } else { "false" })
-                .num("trip", trip)
-                .raw(
-                    "figures",
-                    &Object::new()
-                        .raw("variant", &figures(&window.variant))
-                        .raw("baseline", &figures(&window.baseline))
-                        .end(),
-                );
+            out.insert("event".into(), "tripped".into());
+            out.insert("cause".into(), cause.as_str().into());
+            out.insert("final".into(), until_ms.is_none().into());
+            out.insert("trip".into(), (*trip).into());
+            out.insert(
+                "figures".into(),
+                json!({"variant": figures(&window.variant), "baseline": figures(&window.baseline)}),
+            );
         }
         Event::Rearmed => {
-            out.str("event", "rearmed");
+            out.insert("event".into(), "rearmed".into());
         }
     }
-    out.str("policy", who.policy)
-        .str("variant", who.variant)
-        .str("baseline", who.baseline)
-        .str("on_trip", guard.on_trip.as_str())
-        .num("window_seconds", guard.window_seconds)
-        .num("hold_seconds", guard.hold_seconds)
-        .str("node", who.node)
-        .str("config_fingerprint", &who.fingerprint())
-        .num("time", time);
+    for (k, v) in [
+        ("policy", who.policy),
+        ("variant", who.variant),
+        ("baseline", who.baseline),
+        ("on_trip", guard.on_trip.as_str()),
+        ("node", who.node),
+    ] {
+        out.insert(k.into(), v.into());
+    }
+    out.insert("window_seconds".into(), guard.window_seconds.into());
+    out.insert("hold_seconds".into(), guard.hold_seconds.into());
+    out.insert("config_fingerprint".into(), who.fingerprint().into());
+    out.insert("time".into(), time.into());
+    out
 }
 
 /// The request body for a receiver of `format`. `time` is in unix seconds.
 pub fn body(format: Format, guard: &Guard, event: &Event, who: &Subject, time: i64) -> String {
     let text = describe(guard, event, who);
-    match format {
+    let body = match format {
+        // The original body: the text Slack shows, then flat fields for anything else.
         Format::Slack => {
-            // Today's body: the text Slack shows, then the fields for anything else.
-            let mut out = Object::new();
-            out.str("text", &text);
-            match event {
-                Event::Tripped { cause, window, .. } => {
-                    let v = &window.variant;
-                    out.str("event", "tripped")
-                        .str("cause", cause.as_str())
-                        .raw("failure_rate", &decimal(v.failure_ppm(), 6))
-                        .num("requests", v.total)
-                        .num("failures", v.failures)
-                        .raw(
-                            "p99_ms",
-                            &v.p99_ms().map_or_else(|| "null".into(), |p| p.to_string()),
-                        );
-                }
-                Event::Rearmed => {
-                    out.str("event", "rearmed");
-                }
+            let mut out = json!({
+                "text": text,
+                "policy": who.policy,
+                "variant": who.variant,
+                "baseline": who.baseline,
+                "window_seconds": guard.window_seconds,
+                "hold_seconds": guard.hold_seconds,
+                "node": who.node,
+                "time": time,
+            });
+            let fields = match event {
+                Event::Tripped { cause, window, .. } => json!({
+                    "event": "tripped",
+                    "cause": cause.as_str(),
+                    "failure_rate": rate(&window.variant),
+                    "requests": window.variant.total,
+                    "failures": window.variant.failures,
+                    "p99_ms": window.variant.p99_ms(),
+                }),
+                Event::Rearmed => json!({"event": "rearmed"}),
+            };
+            if let (Some(out), Value::Object(fields)) = (out.as_object_mut(), fields) {
+                out.extend(fields);
             }
-            out.str("policy", who.policy)
-                .str("variant", who.variant)
-                .str("baseline", who.baseline)
-                .num("window_seconds", guard.window_seconds)
-                .num("hold_seconds", guard.hold_seconds)
-                .str("node", who.node)
-                .num("time", time)
-                .end()
+            out
         }
         Format::Generic => {
-            let mut out = Object::new();
-            structured(&mut out, guard, event, who, time);
-            out.str("text", &text).end()
+            let mut out = structured(guard, event, who, time);
+            out.insert("text".into(), text.into());
+            Value::Object(out)
         }
-        Format::Discord => Object::new()
-            .str("username", "canary-router")
-            .str("content", &truncate(&text, 2000))
-            .end(),
-        Format::MsTeams => {
-            let block = Object::new()
-                .str("type", "TextBlock")
-                .str("text", &text)
-                .raw("wrap", "true")
-                .end();
-            let card = Object::new()
-                .str("type", "AdaptiveCard")
-                .str(
-                    "$schema",
-                    "http://adaptivecards.io/schemas/adaptive-card.json",
-                )
-                .str("version", "1.4")
-                .raw("body", &format!("[{block}]"))
-                .end();
-            let attachment = Object::new()
-                .str("contentType", "application/vnd.microsoft.card.adaptive")
-                .raw("content", &card)
-                .end();
-            Object::new()
-                .str("type", "message")
-                .str("summary", &truncate(&text, 200))
-                .raw("attachments", &format!("[{attachment}]"))
-                .end()
-        }
+        Format::Discord => json!({"username": "canary-router", "content": truncate(&text, 2000)}),
+        Format::MsTeams => json!({
+            "type": "message",
+            "summary": truncate(&text, 200),
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "type": "AdaptiveCard",
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "version": "1.4",
+                    "body": [{"type": "TextBlock", "text": text, "wrap": true}],
+                },
+            }],
+        }),
         Format::Github => {
             // GitHub accepts at most 10 top-level properties in client_payload.
-            let mut payload = Object::new();
-            match event {
-                Event::Tripped { cause, window, .. } => {
-                    payload.str("cause", cause.as_str()).raw(
-                        "figures",
-                        &Object::new()
-                            .raw("variant", &figures(&window.variant))
-                            .raw("baseline", &figures(&window.baseline))
-                            .end(),
-                    );
-                }
-                Event::Rearmed => {}
+            let mut payload = json!({
+                "policy": who.policy,
+                "variant": who.variant,
+                "baseline": who.baseline,
+                "node": who.node,
+                "config_fingerprint": who.fingerprint(),
+                "time": time,
+                "text": truncate(&text, 1000),
+            });
+            if let (Some(p), Event::Tripped { cause, window, .. }) =
+                (payload.as_object_mut(), event)
+            {
+                p.insert("cause".into(), cause.as_str().into());
+                p.insert(
+                    "figures".into(),
+                    json!({"variant": figures(&window.variant), "baseline": figures(&window.baseline)}),
+                );
             }
-            payload
-                .str("policy", who.policy)
-                .str("variant", who.variant)
-                .str("baseline", who.baseline)
-                .str("node", who.node)
-                .str("config_fingerprint", &who.fingerprint())
-                .num("time", time)
-                .str("text", &truncate(&text, 1000));
-            Object::new()
-                .str("event_type", GITHUB_EVENT_TYPE)
-                .raw("client_payload", &payload.end())
-                .end()
+            json!({"event_type": GITHUB_EVENT_TYPE, "client_payload": payload})
         }
-    }
+    };
+    body.to_string()
 }
 
 /// The `event_type` of the GitHub `repository_dispatch` a final trip sends.

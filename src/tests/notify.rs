@@ -222,7 +222,7 @@ fn the_generic_body_has_both_variants_figures() {
             &b["failure_rate"],
             &b["p99_ms"]
         ),
-        (&0.into(), &0.into(), &0.into(), &serde_json::Value::Null)
+        (&0.into(), &0.into(), &0.0.into(), &serde_json::Value::Null)
     );
     // The re-arm: no figures.
     let body = json(Format::Generic, &c, &Event::Rearmed, &who, NOW);
