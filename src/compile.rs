@@ -1171,7 +1171,11 @@ fn compile_cookie(c: &RawCookie, path: &str, errs: &mut Errors) -> Option<Sticky
         attributes.push_str("; Max-Age=");
         push_decimal(&mut attributes, max_age);
     }
-    if let Some(p) = &c.path {
+    // Path defaults to "/": without it a browser scopes the cookie to the directory of the
+    // page that got it, so a first visit on a deep link (or /favicon.ico) mints another id and
+    // the same browser can land on both variants.
+    {
+        let p = c.path.as_deref().unwrap_or("/");
         if !p.starts_with('/') || !attribute_value(p) {
             let message = quoted(
                 p,

@@ -116,6 +116,34 @@ def test_minted_cookie_round_trip(proxy):
     assert keyed.header("set-cookie") is None
 
 
+
+def test_a_cookie_configured_by_name_holds_across_the_site(proxy):
+    """`"cookie": {"name": "canary-id"}` alone: the minted cookie gets `Path=/`. A client that
+    keeps cookies as browsers do (Python's http.cookiejar, RFC 6265 path rules: a cookie without
+    `Path` is scoped to the directory of the page that set it) lands on a deep link first, then
+    asks for /favicon.ico and other pages: it presents the same id everywhere, so no page mints
+    another and every page is served by the same variant."""
+    import http.cookiejar
+    import urllib.request
+
+    envoy = proxy(config(policy([("canary", 50), ("stable", 50)],
+                                sticky={"cookie": {"name": "canary-id"}})))
+    for visitor in range(20):
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        served, minted = set(), []
+        for path in ["/shop/item/42", "/favicon.ico", "/", "/account/orders", "/shop/cart"]:
+            req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}{path}",
+                                         headers={"host": "reviews"})
+            with opener.open(req, timeout=10) as r:
+                served.add(r.headers.get("x-served-by"))
+                minted += r.headers.get_all("set-cookie") or []
+        assert len(minted) == 1, (visitor, minted)
+        assert "; Path=/;" in minted[0] or minted[0].endswith("; Path=/"), minted[0]
+        assert [c.path for c in jar] == ["/"]
+        assert len(served) == 1, (visitor, served)
+
+
 OPERATOR_CASES = [
     # (match condition, request headers/path that match, ones that don't)
     ({"header": "x-beta", "exact": "true"}, {"x-beta": "true"}, {"x-beta": "TRUE"}),

@@ -376,16 +376,17 @@ fn valid_configs_compile() {
     assert!(!c.uses_routes());
 }
 
-/// The `Set-Cookie` value carries the configured attributes in a fixed order.
+/// The `Set-Cookie` value carries the configured attributes in a fixed order; `Path` is `/`
+/// unless configured, so that one browser keeps one id across a whole site.
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn set_cookie_attributes() {
     let cases = [
-        (r#"{"name":"id"}"#, "id=ID; HttpOnly"),
-        (r#"{"name":"id","http_only":false}"#, "id=ID"),
+        (r#"{"name":"id"}"#, "id=ID; Path=/; HttpOnly"),
+        (r#"{"name":"id","http_only":false}"#, "id=ID; Path=/"),
         (
             r#"{"name":"id","max_age":0,"http_only":false}"#,
-            "id=ID; Max-Age=0",
+            "id=ID; Max-Age=0; Path=/",
         ),
         (
             r#"{"name":"id","same_site":"strict","secure":true,"http_only":true,"domain":"example.com","path":"/app","max_age":3600}"#,
@@ -393,11 +394,11 @@ fn set_cookie_attributes() {
         ),
         (
             r#"{"name":"id","secure":true,"same_site":"NONE"}"#,
-            "id=ID; Secure; HttpOnly; SameSite=None",
+            "id=ID; Path=/; Secure; HttpOnly; SameSite=None",
         ),
         (
             r#"{"name":"id","same_site":"lax"}"#,
-            "id=ID; HttpOnly; SameSite=Lax",
+            "id=ID; Path=/; HttpOnly; SameSite=Lax",
         ),
     ];
     for (cookie, want) in cases {
