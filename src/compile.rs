@@ -661,11 +661,11 @@ fn compile_guard(
         }
     };
     if on_trip == OnTrip::Abort {
-        for field in ["hold_seconds", "max_trips"] {
-            let set = match field {
-                "hold_seconds" => g.hold_seconds.is_some(),
-                _ => g.max_trips.is_some(),
-            };
+        let rearm_only = [
+            ("hold_seconds", g.hold_seconds.is_some()),
+            ("max_trips", g.max_trips.is_some()),
+        ];
+        for (field, set) in rearm_only {
             if set {
                 errs.push_at(
                     path,

@@ -143,6 +143,11 @@ fn figures(o: &Outcomes) -> Value {
     })
 }
 
+/// The figures of both variants' windows.
+fn both_figures(window: &Pending) -> Value {
+    json!({"variant": figures(&window.variant), "baseline": figures(&window.baseline)})
+}
+
 /// The failure rate as a number: parts per million over 10^6 (serialized as its shortest
 /// decimal, `0.050808`).
 fn rate(o: &Outcomes) -> f64 {
@@ -163,10 +168,7 @@ fn structured(guard: &Guard, event: &Event, who: &Subject, time: i64) -> Map<Str
             out.insert("cause".into(), cause.as_str().into());
             out.insert("final".into(), until_ms.is_none().into());
             out.insert("trip".into(), (*trip).into());
-            out.insert(
-                "figures".into(),
-                json!({"variant": figures(&window.variant), "baseline": figures(&window.baseline)}),
-            );
+            out.insert("figures".into(), both_figures(window));
         }
         Event::Rearmed => {
             out.insert("event".into(), "rearmed".into());
@@ -254,10 +256,7 @@ pub fn body(format: Format, guard: &Guard, event: &Event, who: &Subject, time: i
                 (payload.as_object_mut(), event)
             {
                 p.insert("cause".into(), cause.as_str().into());
-                p.insert(
-                    "figures".into(),
-                    json!({"variant": figures(&window.variant), "baseline": figures(&window.baseline)}),
-                );
+                p.insert("figures".into(), both_figures(window));
             }
             json!({"event_type": GITHUB_EVENT_TYPE, "client_payload": payload})
         }
