@@ -379,7 +379,13 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     docs.mkdir(parents=True, exist_ok=True)
-    report.write(results, docs / "BENCHMARKS.md", docs / "BENCHMARKS.svg")
+    # Hand-written sections (one-off measurements) between the kept markers survive the rewrite.
+    md = docs / "BENCHMARKS.md"
+    hand_written = re.findall(r"<!-- kept:begin -->.*?<!-- kept:end -->\n", md.read_text(), re.S) \
+        if md.exists() else []
+    report.write(results, md, docs / "BENCHMARKS.svg")
+    if hand_written:
+        md.write_text(md.read_text().rstrip("\n") + "\n\n" + "\n".join(hand_written))
     # The hostile-request figures come from their own run (--hostile); keep them.
     kept = hostile.load(out / "hostile.json")
     if kept is not None:
