@@ -1,7 +1,7 @@
 """Configuration abuse in a real Envoy: a 10 MB configuration, deeply nested JSON, 10 000
 policies, a rule list with a bad regex. Each either gets a clear error naming its place (Envoy
-refuses the configuration and does not start) or works within the documented limits (README,
-"When the configuration is wrong")."""
+refuses the configuration and does not start) or works within the documented limits
+(docs/configuration.md, "When the configuration is wrong")."""
 import json
 import time
 

@@ -26,7 +26,8 @@ DOCS = sorted({ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "BENCHMARKS.
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
 # [text](target "title") and ![alt](target); the text may hold one level of brackets.
-INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]"
+                         r"\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.M)
 HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.I)
@@ -107,7 +108,8 @@ def test_every_relative_link_resolves(doc):
 def test_the_link_checker_sees_broken_links(tmp_path):
     """The check above is not vacuous: a missing file, a missing heading, and links in code that
     are not links."""
-    (tmp_path / "other.md").write_text("# A `tricky` Heading: with (punctuation)\n## snake_case x\n")
+    (tmp_path / "other.md").write_text(
+        "# A `tricky` Heading: with (punctuation)\n## snake_case x\n")
     doc = tmp_path / "doc.md"
     doc.write_text("[a](other.md#a-tricky-heading-with-punctuation) [b](other.md#snake_case-x)\n"
                    "[c](missing.md) [d](other.md#nope) `[e](in-code.md)`\n"

@@ -230,7 +230,8 @@ def test_forged_variant_header_is_overwritten(proxy):
 def test_routes_selector_sees_the_route_matched_on_arrival(proxy):
     """Envoy matches the route before filters run, so `routes` sees the route the request got
     as it arrived (a forged header may have picked a variant route). Listing the variant routes
-    in the policy, as the README advises, makes the filter overwrite the forged header."""
+    in the policy, as docs/configuration.md advises, makes the filter overwrite the forged
+    header."""
     only_default = proxy(config(policy([("canary", 0), ("stable", 100)], routes=["default"])))
     assert only_default.request("/").served_by == "stable"
     assert only_default.request("/").json["variant_header"] == "stable"
