@@ -75,3 +75,13 @@ def test_every_envoy_config_extracts_the_metric_labels():
     for name in EXAMPLES:
         b = load_config(name)
         assert b.get("stats_config", {}).get("stats_tags") == want, name
+
+
+def test_overrides(envoys, backends):
+    """Node metadata turns 10/90 into 50/50; the /beta routes' metadata into 70/30."""
+    envoy = envoys(localize(load_config("overrides.yaml"), backends.some("stable", "canary")))
+    for path, split in (("/", [("canary", 50), ("stable", 50)]),
+                        ("/beta", [("canary", 70), ("stable", 30)])):
+        users = [(path, {"x-user-id": f"ov-{i}"}) for i in range(1000)]
+        for (_, h), r in zip(users, envoy.request_many(users)):
+            assert r.served_by == expected_variant(split, bucket("reviews", h["x-user-id"])), path
