@@ -1,7 +1,6 @@
 //! The `canary-router` command: `validate`, `simulate` and `fingerprint`, on the filter's own
 //! engine.
 
-mod args;
 mod fingerprint;
 mod simulate;
 mod sources;
@@ -15,24 +14,18 @@ use canary_router::compile::{compile_in, format_percent};
 use canary_router::config::{RawConfig, RawKey, RawPolicy};
 use canary_router::guard::OnTrip;
 use canary_router::{parse_json, Config, ConfigErrors, Environment, Policy, Split};
-
-use args::{Args, Opt};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Serialize;
 
 /// Exit status: a configuration is invalid.
 const INVALID: u8 = 1;
-/// Exit status: the command line is wrong or a file cannot be read.
+/// Exit status: the command line is wrong or a file cannot be read (clap's status for a usage
+/// error).
 const USAGE: u8 = 2;
 
-pub const HELP: &str = "\
-canary-router: check and try out Canary Router configurations with the filter's own engine
-
-Usage:
-  canary-router validate [OPTIONS] FILE...
-  canary-router simulate [OPTIONS] CONFIG
-  canary-router fingerprint FILE...
-  canary-router help | --help | -h
-  canary-router --version
-
+/// What `--help` says after the options: what the files may hold, and the exit statuses.
+const AFTER_HELP: &str = "\
 FILE and CONFIG are JSON or YAML files holding one of:
   - a plugin configuration (an object with \"policies\");
   - Istio WasmPlugin manifests (apiVersion extensions.istio.io/..., kind WasmPlugin): their
@@ -43,57 +36,73 @@ FILE and CONFIG are JSON or YAML files holding one of:
     config.configuration.value (a string holding the JSON plugin configuration).
 A file with nothing of the kind is an error.
 
-canary-router validate [OPTIONS] FILE...
-  Checks every configuration found, as the filter does when Envoy loads it. On success,
-  prints for each configuration \"FILE: OK (N policies)\" and one line per policy: variants
-  and weights in force, sticky keys, rules, selectors (hosts, path_prefix, routes). Every
-  error is printed on stderr as \"FILE: PLACE IN FILE: JSON PATH: MESSAGE\".
+Exit status: 0 success, 1 invalid configuration, 2 usage error (unknown option, unreadable file).";
 
-canary-router simulate [OPTIONS] CONFIG
-  Decides the variant of one request as the filter would and prints
-      policy=NAME variant=NAME reason=REASON bucket=N|-
-  followed by \"set-cookie: VALUE\" when the filter mints a sticky cookie, or
-      no policy applies: the request passes untouched
-  A file holding several configurations: the first is used (with a note).
-  --host H                :authority (default localhost)
-  --path P                path (default /)
-  --header K=V            a request header (repeatable)
-  --cookie K=V            a cookie; all are joined into one cookie header (repeatable)
-  --query K=V             a query parameter appended to the path (repeatable)
-  --route NAME            name of the Envoy route the request matched
-  --source-ip IP          downstream address (IP, port 40000)
-  --route-metadata JSON   the matched route's filter_metadata[\"canary-router\"] object
-  --seed N                seed of the random source: random buckets, minted ids (default 1)
-  --users N               simulate N users user-0 ... user-<N-1> on top of the request: each
-                          id goes in the first sticky key of the policy that applies (header,
-                          cookie, query parameter, or source address 10.a.b.c); prints the
-                          share of each variant next to its weight, and the reasons. Without
-                          a sticky key the users are N requests with the seeded random source.
-  --per-user              with --users: one line per user instead: ID VARIANT REASON BUCKET|-
-  --at TIME               decide at this RFC 3339 time (default: now): the weights of ramps
-  --guard-tripped         decide as if every guard were tripped (default: armed)
-  --json                  JSON output: one object (one per line with --per-user)
+/// Check and try out Canary Router configurations with the filter's own engine
+#[derive(Debug, Parser)]
+#[command(
+    name = "canary-router",
+    version,
+    // A missing command is a usage error (status 2) naming the commands, not the help page.
+    arg_required_else_help = false,
+    after_long_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-canary-router fingerprint FILE...
-  Prints the document fingerprint of every configuration found, one line each:
-      16 HEX DIGITS  FILE: PLACE IN FILE
-  A hash of the configuration in canonical form (members sorted, numbers as exact decimals,
-  no whitespace): the same for a WasmPlugin's pluginConfig as written and as Istio delivers it
-  to the proxies (10 or 10.0, any key order), so it names the configuration in force. A
-  tripped guard sends it as config_fingerprint; envoy-config/gitops/revert.sh reverts the
-  commit that introduced it, if it is still at HEAD. Invalid configurations have none: their
-  errors are printed as validate prints them (exit 1).
+#[derive(Debug, Subcommand)]
+enum Command {
+    Validate(validate::Args),
+    Simulate(Box<simulate::Args>),
+    Fingerprint(fingerprint::Args),
+}
 
-Options of validate and simulate:
-  --node-metadata JSON    the proxy's CANARY_ROUTER node metadata (per-policy overrides)
-  --label KEY=VALUE       a label of the proxy's workload, for source_label rules (repeatable)
-Problems in node or route metadata are printed as \"warning: ...\" on stderr: the filter
-ignores such an override, and so does the command; they do not fail.
+/// The FILE... arguments of `validate` and `fingerprint`.
+#[derive(Debug, clap::Args)]
+struct Files {
+    /// JSON or YAML files: plugin configurations, WasmPlugin manifests or Envoy configurations
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+}
 
-Exit status: 0 success, 1 invalid configuration, 2 usage error (unknown option, unreadable file).
-";
+/// The proxy's node metadata and labels, options of `validate` and `simulate`.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Mesh overrides")]
+struct Proxy {
+    /// The proxy's CANARY_ROUTER node metadata (per-policy overrides)
+    ///
+    /// Problems in it are printed as "warning: ..." on stderr: the filter ignores such an
+    /// override, and so does the command; they do not fail.
+    #[arg(long, value_name = "JSON", verbatim_doc_comment)]
+    node_metadata: Option<String>,
+    /// A label of the proxy's workload, for source_label rules (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    label: Vec<(String, String)>,
+}
 
-/// A command line problem: exit status 2.
+impl Proxy {
+    fn environment(&self) -> Environment {
+        Environment {
+            node_overrides: self.node_metadata.clone(),
+            labels: self.label.clone(),
+            // The VM's environment is the proxy's: `${NAME}` references are checked, not filled.
+            vars: None,
+        }
+    }
+}
+
+/// A `KEY=VALUE` argument as a pair; the key must not be empty.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE".to_string()),
+    }
+}
+
+/// A problem found after the command line was parsed (a file that cannot be read): exit
+/// status 2, reported as clap reports usage errors.
 #[derive(Debug)]
 pub struct Usage(pub String);
 
@@ -108,6 +117,13 @@ impl Io<'_> {
         let _ = writeln!(self.out, "{line}");
     }
 
+    /// `value` as one line of JSON.
+    pub fn json(&mut self, value: &impl Serialize) {
+        // Serializing these values cannot fail; a write error is ignored as in `out`.
+        let _ = serde_json::to_writer(&mut *self.out, value);
+        let _ = writeln!(self.out);
+    }
+
     pub fn err(&mut self, line: impl Display) {
         // Keep the two streams in order on a terminal.
         let _ = self.out.flush();
@@ -115,8 +131,17 @@ impl Io<'_> {
     }
 }
 
-/// Runs the command line `args` (without the program name); returns the exit status.
-pub fn run(args: &[String]) -> ExitCode {
+/// Runs the command line of the process; returns the exit status.
+pub fn run() -> ExitCode {
+    let mut cli = Cli::command();
+    // Help, version and usage errors are printed by clap (status 0 or 2).
+    let command = match cli
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(parsed) => parsed.command,
+        Err(e) => e.exit(),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let stderr = std::io::stderr();
@@ -125,59 +150,25 @@ pub fn run(args: &[String]) -> ExitCode {
         out: &mut out,
         err: &mut err,
     };
-    let status = match dispatch(args, &mut io) {
+    let (name, result) = match &command {
+        Command::Validate(args) => ("validate", validate::run(args, &mut io)),
+        Command::Simulate(args) => ("simulate", simulate::run(args, &mut io)),
+        Command::Fingerprint(args) => ("fingerprint", fingerprint::run(args, &mut io)),
+    };
+    let _ = out.flush();
+    let status = match result {
         Ok(status) => status,
         Err(Usage(message)) => {
-            io.err(format!("canary-router: {message}"));
-            io.err("see canary-router --help");
+            // With the command's usage line, like the errors clap finds itself.
+            let error = match cli.find_subcommand_mut(name) {
+                Some(sub) => sub.error(ErrorKind::Io, message),
+                None => cli.error(ErrorKind::Io, message),
+            };
+            let _ = error.print();
             USAGE
         }
     };
-    let _ = out.flush();
     ExitCode::from(status)
-}
-
-fn dispatch(args: &[String], io: &mut Io) -> Result<u8, Usage> {
-    let Some((command, rest)) = args.split_first() else {
-        return Err(Usage(
-            "missing command: validate, simulate or fingerprint".into(),
-        ));
-    };
-    type Command = fn(&Args, &mut Io) -> Result<u8, Usage>;
-    let (run, opts): (Command, &[Opt]) = match command.as_str() {
-        "-h" | "--help" | "help" => {
-            io.out(HELP.trim_end());
-            return Ok(0);
-        }
-        "-V" | "--version" => {
-            io.out(format!("canary-router {}", env!("CARGO_PKG_VERSION")));
-            return Ok(0);
-        }
-        "validate" => (validate::run, validate::OPTS),
-        "simulate" => (simulate::run, simulate::OPTS),
-        "fingerprint" => (fingerprint::run, fingerprint::OPTS),
-        other if other.starts_with('-') => return Err(Usage(format!("unknown option {other}"))),
-        other => return Err(Usage(format!("unknown command {other:?}"))),
-    };
-    let args = Args::parse(rest, opts)?;
-    if args.help {
-        io.out(HELP.trim_end());
-        return Ok(0);
-    }
-    run(&args, io)
-}
-
-/// Options shared by both commands.
-const ENV_OPTS: [Opt; 2] = [Opt::value("--node-metadata"), Opt::repeated("--label")];
-
-/// The proxy's environment from `--node-metadata` and `--label`.
-fn environment(args: &Args) -> Result<Environment, Usage> {
-    Ok(Environment {
-        node_overrides: args.value("--node-metadata").map(str::to_string),
-        labels: args.pairs("--label")?,
-        // The VM's environment is the proxy's: `${NAME}` references are checked, not filled.
-        vars: None,
-    })
 }
 
 /// Reads a file named on the command line; a missing or unreadable file is a usage error.
@@ -198,12 +189,12 @@ struct Place<'a> {
 /// reported here. Returns the exit status: [`INVALID`] if anything failed, `each` included
 /// (it returns whether its configuration passed).
 fn for_each_config(
-    args: &Args,
+    files: &Files,
     io: &mut Io,
     mut each: impl FnMut(&mut Io, &Place, &[u8]) -> bool,
 ) -> Result<u8, Usage> {
-    let files = args
-        .positional
+    let files = files
+        .files
         .iter()
         .map(|name| read(name).map(|bytes| (name, bytes)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -401,4 +392,46 @@ fn describe_policy(policy: &Policy, raw: Option<&RawPolicy>) -> String {
         parts.push(text);
     }
     parts.join("; ")
+}
+
+/// Parses a command line (after the program name).
+#[cfg(test)]
+fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+    Cli::try_parse_from(std::iter::once("canary-router").chain(args.iter().copied()))
+        .map(|cli| cli.command)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors() {
+        use ErrorKind::*;
+        for (bad, kind) in [
+            (&[][..], MissingSubcommand),
+            (&["validate"], MissingRequiredArgument),
+            (&["fingerprint", "--label", "a=b", "f"], UnknownArgument),
+            (&["simulate", "f", "--seed"], InvalidValue),
+            (&["simulate", "f", "--json=1"], TooManyValues),
+            (
+                &["simulate", "f", "--seed", "1", "--seed", "2"],
+                ArgumentConflict,
+            ),
+            (&["simulate", "f", "--users", "0"], ValueValidation),
+            (&["simulate", "f", "--per-user"], MissingRequiredArgument),
+            (&["simulate", "f", "--cookie", "=v"], ValueValidation),
+            (&["simulate", "f", "--path", "p"], ValueValidation),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.kind(), kind, "{bad:?}: {e}");
+            assert_eq!(e.exit_code(), i32::from(USAGE), "{bad:?}");
+        }
+    }
 }

@@ -1,69 +1,133 @@
 //! `canary-router simulate CONFIG`: one request, or many synthetic users.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use canary_router::config::{RawConfig, RawKey};
 use canary_router::{Config, Decision, Reason, RouteOverride, SimpleRequest, Split, SplitMix64};
-use serde_json::Value;
+use serde::{Serialize, Serializer};
 
-use super::args::{Args, Opt};
 use super::{
-    compile, describe_key, describe_split, environment, label, percent, read, sources, Io, Usage,
-    ENV_OPTS, INVALID,
+    compile, describe_key, describe_split, key_value, label, percent, read, sources, Io, Proxy,
+    Usage, INVALID,
 };
-
-pub const OPTS: &[Opt] = &[
-    ENV_OPTS[0],
-    ENV_OPTS[1],
-    Opt::value("--host"),
-    Opt::value("--path"),
-    Opt::repeated("--header"),
-    Opt::repeated("--cookie"),
-    Opt::repeated("--query"),
-    Opt::value("--route"),
-    Opt::value("--source-ip"),
-    Opt::value("--route-metadata"),
-    Opt::value("--seed"),
-    Opt::value("--users"),
-    Opt::flag("--per-user"),
-    Opt::value("--at"),
-    Opt::flag("--guard-tripped"),
-    Opt::flag("--json"),
-];
 
 /// Most synthetic users: each gets its own source address in 10.0.0.0/8.
 const MAX_USERS: u32 = 1 << 24;
 /// Port of the simulated downstream address.
 const SOURCE_PORT: u16 = 40000;
 
+/// Decide the variant of one request (or of many users) as the filter would
+///
+/// Prints
+///     policy=NAME variant=NAME reason=REASON bucket=N|-
+/// followed by "set-cookie: VALUE" when the filter mints a sticky cookie, or
+///     no policy applies: the request passes untouched
+/// A file holding several configurations: the first is used (with a note).
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment, after_long_help = super::AFTER_HELP)]
+pub struct Args {
+    /// A JSON or YAML file holding the configuration (the first, if it holds several)
+    #[arg(value_name = "CONFIG")]
+    config: String,
+
+    /// Seed of the random source: random buckets, minted ids
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Simulate N users user-0 ... user-<N-1> and print the split they get
+    ///
+    /// Each id goes in the first sticky key of the policy that applies (header, cookie, query
+    /// parameter, or source address 10.a.b.c), on top of the request; prints the share of each
+    /// variant next to its weight, and the reasons. Without a sticky key the users are N
+    /// requests with the seeded random source.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_USERS)),
+        verbatim_doc_comment
+    )]
+    users: Option<u32>,
+    /// With --users: one line per user instead: ID VARIANT REASON BUCKET|-
+    #[arg(long, requires = "users")]
+    per_user: bool,
+    /// Decide at this RFC 3339 time (default: now): the weights of ramps
+    #[arg(long, value_name = "TIME", value_parser = time)]
+    at: Option<i64>,
+    /// Decide as if every guard were tripped (default: armed)
+    #[arg(long)]
+    guard_tripped: bool,
+    /// JSON output: one object (one per line with --per-user)
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    request: Request,
+
+    /// The matched route's filter_metadata["canary-router"] object
+    ///
+    /// Problems in it are printed as "warning: ..." on stderr: the filter ignores such an
+    /// override, and so does the command; they do not fail.
+    #[arg(
+        long,
+        value_name = "JSON",
+        verbatim_doc_comment,
+        help_heading = "Mesh overrides"
+    )]
+    route_metadata: Option<String>,
+    #[command(flatten)]
+    proxy: Proxy,
+}
+
+/// The request `simulate` decides (without the synthetic users of `--users`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Request")]
+struct Request {
+    /// The :authority (host) of the request
+    #[arg(long, value_name = "H", default_value = "localhost")]
+    host: String,
+    /// Path, with or without a query string
+    #[arg(long, value_name = "P", default_value = "/", value_parser = path)]
+    path: String,
+    /// A request header (repeatable)
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
+    header: Vec<(String, String)>,
+    /// A cookie; all are joined into one cookie header (repeatable)
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
+    cookie: Vec<(String, String)>,
+    /// A query parameter appended to the path (repeatable)
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
+    query: Vec<(String, String)>,
+    /// Name of the Envoy route the request matched
+    #[arg(long, value_name = "NAME")]
+    route: Option<String>,
+    /// Downstream address (IP, port 40000)
+    #[arg(long, value_name = "IP")]
+    source_ip: Option<IpAddr>,
+}
+
+/// `--path`: must start with '/'.
+fn path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') {
+        Ok(text.to_string())
+    } else {
+        Err("must start with '/'".to_string())
+    }
+}
+
+/// `--at`: an RFC 3339 time, as unix seconds.
+fn time(text: &str) -> Result<i64, String> {
+    canary_router::ramp::parse_rfc3339(text)
+}
+
 pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
-    let file = match args.positional.as_slice() {
-        [file] => file,
-        [] => return Err(Usage("simulate needs a CONFIG file".into())),
-        _ => return Err(Usage("simulate takes one CONFIG file".into())),
-    };
-    let env = environment(args)?;
-    let spec = RequestSpec::from_args(args)?;
-    let seed = args.number::<u64>("--seed")?.unwrap_or(1);
-    let users = args.number::<u32>("--users")?;
-    if users.is_some_and(|n| n == 0 || n > MAX_USERS) {
-        return Err(Usage(format!("--users must be between 1 and {MAX_USERS}")));
-    }
-    let per_user = args.flag("--per-user");
-    if per_user && users.is_none() {
-        return Err(Usage("--per-user needs --users N".into()));
-    }
-    let json = args.flag("--json");
-    let now = match args.value("--at") {
-        Some(text) => {
-            canary_router::ramp::parse_rfc3339(text).map_err(|e| Usage(format!("--at: {e}")))?
-        }
-        None => std::time::SystemTime::now()
+    let file = &args.config;
+    let env = args.proxy.environment();
+    let spec = RequestSpec::from_args(&args.request);
+    let now = args.at.unwrap_or_else(|| {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-    };
-    let tripped = args.flag("--guard-tripped");
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    });
     let bytes = read(file)?;
 
     let contents = match sources::load(file, &bytes) {
@@ -110,21 +174,22 @@ pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
         io.err(format!("warning: {at}: {w}"));
     }
     let route = args
-        .value("--route-metadata")
+        .route_metadata
+        .as_deref()
         .and_then(|text| route_override(&config, text, io));
 
-    let tripped = vec![tripped; config.policies().len()];
+    let tripped = vec![args.guard_tripped; config.policies().len()];
     let sim = Simulation {
         config: &config,
         route: route.as_ref(),
         now,
         live: config.effective_splits(now, &tripped),
-        rng: SplitMix64::new(seed),
-        json,
+        rng: SplitMix64::new(args.seed),
+        json: args.json,
     };
-    match users {
+    match args.users {
         None => sim.one(&spec, io),
-        Some(n) => sim.users(&spec, n, per_user, seed, &raw, io),
+        Some(n) => sim.users(&spec, n, args.per_user, args.seed, &raw, io),
     }
     Ok(0)
 }
@@ -174,33 +239,23 @@ struct RequestSpec {
 }
 
 impl RequestSpec {
-    fn from_args(args: &Args) -> Result<RequestSpec, Usage> {
-        let path = args.value("--path").unwrap_or("/");
-        if !path.starts_with('/') {
-            return Err(Usage(format!("--path {path:?} must start with '/'")));
-        }
-        let source = match args.value("--source-ip") {
-            None => None,
-            Some(ip) => match ip.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) => Some(format!("{ip}:{SOURCE_PORT}")),
-                Ok(IpAddr::V6(ip)) => Some(format!("[{ip}]:{SOURCE_PORT}")),
-                Err(_) => return Err(Usage(format!("--source-ip {ip:?} is not an IP address"))),
-            },
-        };
-        Ok(RequestSpec {
-            host: args.value("--host").unwrap_or("localhost").to_string(),
-            path: path.to_string(),
+    fn from_args(args: &Request) -> RequestSpec {
+        RequestSpec {
+            host: args.host.clone(),
+            path: args.path.clone(),
             headers: args
-                .pairs("--header")?
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .header
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect(),
-            cookies: args.pairs("--cookie")?,
-            query: args.pairs("--query")?,
+            cookies: args.cookie.clone(),
+            query: args.query.clone(),
             lead_query: None,
-            route: args.value("--route").map(str::to_string),
-            source,
-        })
+            route: args.route.clone(),
+            source: args
+                .source_ip
+                .map(|ip| SocketAddr::new(ip, SOURCE_PORT).to_string()),
+        }
     }
 
     /// The request of synthetic user number `n`, whose `id` is placed in `key`.
@@ -281,32 +336,80 @@ fn encode(text: &str, equals_ok: bool, out: &mut String) {
     }
 }
 
-/// A JSON object with its fields in the given order (values are JSON text).
-fn object(fields: &[(&str, String)]) -> String {
-    let body = fields
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
-        .collect::<Vec<_>>()
-        .join(",");
-    format!("{{{body}}}")
+/// `--json`: the decision for one request.
+#[derive(Serialize)]
+struct RequestJson<'a> {
+    policy: &'a str,
+    variant: &'a str,
+    reason: &'a str,
+    bucket: Option<u16>,
+    set_cookie: Option<String>,
 }
 
-/// A value as JSON text.
-fn js(v: impl Into<Value>) -> String {
-    v.into().to_string()
+/// `--json --per-user`: one user's line.
+#[derive(Serialize)]
+struct UserJson<'a> {
+    user: &'a str,
+    variant: &'a str,
+    reason: &'a str,
+    bucket: Option<u16>,
 }
 
-/// A weight as a JSON number: 10, or 10.5.
-fn weight_value(bp: u16) -> Value {
-    if bp % 100 == 0 {
-        Value::from(bp / 100)
-    } else {
-        Value::from(f64::from(bp) / 100.0)
+/// `--json` when no policy applies: `{"policy": null}`, after the user (`--per-user`) or
+/// before the number of users (`--users`).
+#[derive(Serialize)]
+struct UntouchedJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    policy: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<u32>,
+}
+
+/// `--json --users`: the split the users got.
+#[derive(Serialize)]
+struct UsersJson<'a> {
+    policy: &'a str,
+    users: u32,
+    sticky_key: Option<String>,
+    enabled: bool,
+    variants: Vec<VariantJson<'a>>,
+    reasons: Counts<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    untouched: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct VariantJson<'a> {
+    name: &'a str,
+    count: u64,
+    /// The share of the users, rounded to 3 decimals.
+    percent: f64,
+    weight: Weight,
+}
+
+/// Counts by name as a JSON object, in the order given (that of [`Reason::ALL`]).
+struct Counts<'a>(Vec<(&'a str, u64)>);
+
+impl Serialize for Counts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 
-fn bucket_value(d: &Decision) -> Value {
-    d.bucket.map_or(Value::Null, Value::from)
+/// A weight in basis points as a JSON number: 10, or 10.5. Exact: `bp / 100` as a double is
+/// the double nearest to the decimal with at most two decimals, and serde_json writes the
+/// shortest text that reads back as that double, which is the decimal itself.
+struct Weight(u16);
+
+impl Serialize for Weight {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 100 == 0 {
+            s.serialize_u16(self.0 / 100)
+        } else {
+            s.serialize_f64(f64::from(self.0) / 100.0)
+        }
+    }
 }
 
 struct Simulation<'a> {
@@ -338,11 +441,15 @@ impl Simulation<'_> {
     /// One request: the decision, and the cookie the filter would set.
     fn one(mut self, spec: &RequestSpec, io: &mut Io) {
         let Some(d) = self.decide(&spec.build()) else {
-            io.out(if self.json {
-                object(&[("policy", js(Value::Null))])
+            if self.json {
+                io.json(&UntouchedJson {
+                    user: None,
+                    policy: (),
+                    users: None,
+                });
             } else {
-                "no policy applies: the request passes untouched".to_string()
-            });
+                io.out("no policy applies: the request passes untouched");
+            }
             return;
         };
         let (policy, variant) = self.names(&d);
@@ -354,16 +461,13 @@ impl Simulation<'_> {
             _ => None,
         };
         if self.json {
-            io.out(object(&[
-                ("policy", js(policy)),
-                ("variant", js(variant)),
-                ("reason", js(d.reason.as_str())),
-                ("bucket", js(bucket_value(&d))),
-                (
-                    "set_cookie",
-                    js(set_cookie.map_or(Value::Null, Value::from)),
-                ),
-            ]));
+            io.json(&RequestJson {
+                policy,
+                variant,
+                reason: d.reason.as_str(),
+                bucket: d.bucket,
+                set_cookie,
+            });
             return;
         }
         io.out(format!(
@@ -392,11 +496,15 @@ impl Simulation<'_> {
             .and_then(RouteOverride::policy)
             .or_else(|| self.config.find_policy(&base));
         let Some((index, policy)) = index.and_then(|i| Some((i, self.config.policy(i)?))) else {
-            io.out(if self.json {
-                object(&[("policy", js(Value::Null)), ("users", js(n))])
+            if self.json {
+                io.json(&UntouchedJson {
+                    user: None,
+                    policy: (),
+                    users: Some(n),
+                });
             } else {
-                format!("no policy applies: the {n} users pass untouched")
-            });
+                io.out(format!("no policy applies: the {n} users pass untouched"));
+            }
             return;
         };
         // The compiled policies are the raw ones, in order.
@@ -430,31 +538,33 @@ impl Simulation<'_> {
             };
             let Some(d) = d else {
                 untouched += 1;
-                if per_user {
-                    io.out(if self.json {
-                        object(&[("user", js(id)), ("policy", js(Value::Null))])
-                    } else {
-                        format!("{id} - none -")
+                if per_user && self.json {
+                    io.json(&UntouchedJson {
+                        user: Some(&id),
+                        policy: (),
+                        users: None,
                     });
+                } else if per_user {
+                    io.out(format!("{id} - none -"));
                 }
                 continue;
             };
             if per_user {
                 let (_, variant) = self.names(&d);
-                io.out(if self.json {
-                    object(&[
-                        ("user", js(id.as_str())),
-                        ("variant", js(variant)),
-                        ("reason", js(d.reason.as_str())),
-                        ("bucket", js(bucket_value(&d))),
-                    ])
+                if self.json {
+                    io.json(&UserJson {
+                        user: &id,
+                        variant,
+                        reason: d.reason.as_str(),
+                        bucket: d.bucket,
+                    });
                 } else {
-                    format!(
+                    io.out(format!(
                         "{id} {variant} {} {}",
                         d.reason.as_str(),
                         d.bucket.map_or("-".to_string(), |b| b.to_string())
-                    )
-                });
+                    ));
+                }
                 continue;
             }
             if let Some(c) = counts.get_mut(d.variant) {
@@ -486,31 +596,22 @@ impl Simulation<'_> {
                 .iter()
                 .zip(&counts)
                 .zip(split.weights_bp())
-                .map(|((v, c), bp)| {
-                    object(&[
-                        ("name", js(v.name())),
-                        ("count", js(*c)),
-                        ("percent", js((share(*c) * 1000.0).round() / 1000.0)),
-                        ("weight", js(weight_value(*bp))),
-                    ])
+                .map(|((v, count), bp)| VariantJson {
+                    name: v.name(),
+                    count: *count,
+                    percent: (share(*count) * 1000.0).round() / 1000.0,
+                    weight: Weight(*bp),
                 })
-                .collect::<Vec<_>>();
-            let reasons = reason_counts
-                .iter()
-                .map(|(r, c)| (*r, js(*c)))
-                .collect::<Vec<_>>();
-            let mut fields = vec![
-                ("policy", js(policy.name())),
-                ("users", js(n)),
-                ("sticky_key", js(key_text.map_or(Value::Null, Value::from))),
-                ("enabled", js(split.enabled())),
-                ("variants", format!("[{}]", variants.join(","))),
-                ("reasons", object(&reasons)),
-            ];
-            if untouched > 0 {
-                fields.push(("untouched", js(untouched)));
-            }
-            io.out(object(&fields));
+                .collect();
+            io.json(&UsersJson {
+                policy: policy.name(),
+                users: n,
+                sticky_key: key_text,
+                enabled: split.enabled(),
+                variants,
+                reasons: Counts(reason_counts),
+                untouched: Some(untouched).filter(|u| *u > 0),
+            });
             return;
         }
 
@@ -569,5 +670,63 @@ impl Simulation<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         io.out(format!("reasons: {reasons}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn options_keep_their_names_and_values() {
+        let Ok(super::super::Command::Simulate(args)) = super::super::parse(&[
+            "simulate",
+            "c.yaml",
+            "--seed=3",
+            "--header",
+            "A=1",
+            "--json",
+            "--header",
+            "b=2=3",
+            "--label",
+            "app=x",
+            "--users",
+            "16777216",
+            "--per-user",
+            "--source-ip",
+            "::1",
+        ]) else {
+            panic!("not simulate");
+        };
+        assert_eq!(args.seed, 3);
+        assert!(args.json && args.per_user && !args.guard_tripped);
+        assert_eq!(args.users, Some(MAX_USERS));
+        assert_eq!(args.proxy.label, [("app".into(), "x".into())]);
+        let spec = RequestSpec::from_args(&args.request);
+        assert_eq!(
+            spec.headers,
+            [("a".into(), "1".into()), ("b".into(), "2=3".into())]
+        );
+        assert_eq!((spec.host.as_str(), spec.path.as_str()), ("localhost", "/"));
+        assert_eq!(spec.source.as_deref(), Some("[::1]:40000"));
+    }
+
+    #[test]
+    fn weights_are_written_as_their_exact_decimals() {
+        for bp in 0..=canary_router::BUCKETS {
+            let json = serde_json::to_string(&Weight(bp)).unwrap();
+            assert_eq!(json, percent(bp), "{bp} bp");
+        }
+        assert_eq!(serde_json::to_string(&Weight(1250)).unwrap(), "12.5");
+    }
+
+    #[test]
+    fn reasons_keep_their_order() {
+        let counts = Counts(vec![("sticky_key", 2), ("guard", 1)]);
+        assert_eq!(
+            serde_json::to_string(&counts).unwrap(),
+            r#"{"sticky_key":2,"guard":1}"#
+        );
     }
 }

@@ -2,17 +2,25 @@
 
 use canary_router::config::{RawConfig, DEFAULT_VARIANT_HEADER};
 
-use super::args::{Args, Opt};
-use super::{compile, describe_policy, environment, for_each_config, Io, Usage};
+use super::{compile, describe_policy, for_each_config, Files, Io, Proxy, Usage};
 
-pub const OPTS: &[Opt] = &[super::ENV_OPTS[0], super::ENV_OPTS[1]];
+/// Check every configuration found, as the filter does when Envoy loads it
+///
+/// On success, prints for each configuration "FILE: OK (N policies)" and one line per policy:
+/// variants and weights in force, sticky keys, rules, selectors (hosts, path_prefix, routes).
+/// Every error is printed on stderr as "FILE: PLACE IN FILE: JSON PATH: MESSAGE".
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment, after_long_help = super::AFTER_HELP)]
+pub struct Args {
+    #[command(flatten)]
+    files: Files,
+    #[command(flatten)]
+    proxy: Proxy,
+}
 
 pub fn run(args: &Args, io: &mut Io) -> Result<u8, Usage> {
-    if args.positional.is_empty() {
-        return Err(Usage("validate needs at least one FILE".into()));
-    }
-    let env = environment(args)?;
-    for_each_config(args, io, |io, place, json| {
+    let env = args.proxy.environment();
+    for_each_config(&args.files, io, |io, place, json| {
         let at = &place.at;
         match compile(json, &env) {
             Ok((raw, config)) => {
@@ -78,4 +86,21 @@ fn literal_credentials(raw: &RawConfig) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::super::{parse, Command};
+
+    #[test]
+    fn files_after_double_dash_are_files() {
+        // `--` ends the options: revert.sh passes the files it validates after it.
+        let Ok(Command::Validate(args)) = parse(&["validate", "--label", "a=b", "--", "--json"])
+        else {
+            panic!("not validate");
+        };
+        assert_eq!(args.files.files, ["--json"]);
+        assert_eq!(args.proxy.label, [("a".into(), "b".into())]);
+    }
 }
