@@ -239,6 +239,47 @@ def test_validate_wasm_plugin_bad_weight(tmp_path):
     assert r.stdout == ""
 
 
+@pytest.mark.parametrize("path, location", [
+    ("envoy-config/kuma/canary-router-patch.yaml",
+     "MeshProxyPatch canary-router: spec.default.appendModifications[0].httpFilter.value: "
+     "typed_config.config.configuration.value"),
+    ("envoy-config/envoy-gateway/canary-router-policy.yaml",
+     "EnvoyExtensionPolicy canary-router: spec.wasm[0].config"),
+], ids=["kuma", "envoy-gateway"])
+def test_validate_reads_kuma_and_envoy_gateway_manifests(tmp_path, path, location):
+    # The shipped manifest passes; the same manifest with the canary's weight changed fails,
+    # and the error names where in the manifest the configuration is.
+    r = ok("validate", path)
+    assert r.stdout.startswith(f"{path}: OK (1 policy)\n  reviews: canary 10 %, stable 90 %")
+    assert r.stderr == ""
+    text = (ROOT / path).read_text()
+    weight = '{"name": "canary", "weight": 10}' if "kuma" in path else "{name: canary, weight: 10}"
+    assert text.count(weight) == 1
+    broken = write(tmp_path / "broken.yaml", text.replace(weight, weight.replace("10", "20")))
+    r = fails(1, "validate", broken)
+    assert r.stderr.splitlines() == [
+        f"{broken}: {location}: policies[0].variants: weights sum to 110, they must sum to 100"]
+
+
+def test_validate_reads_traffic_extension(tmp_path):
+    # Istio 1.30's TrafficExtension holds the same Struct under spec.wasm.pluginConfig.
+    def extension(config):
+        return {"apiVersion": "extensions.istio.io/v1alpha1", "kind": "TrafficExtension",
+                "metadata": {"name": "reviews-canary"},
+                "spec": {"wasm": {"url": "oci://ghcr.io/your-org/canary-router:0.1.0",
+                                  "pluginConfig": config}}}
+    path = write(tmp_path / "te.yaml", yaml.safe_dump(extension(CANARY)))
+    r = ok("validate", path)
+    assert r.stdout.startswith(f"{path}: OK (1 policy)\n  reviews: canary 10 %, stable 90 %")
+    bad = json.loads(json.dumps(CANARY))
+    bad["policies"][0]["variants"][1]["weight"] = 80
+    path = write(tmp_path / "bad.yaml", yaml.safe_dump(extension(bad)))
+    r = fails(1, "validate", path)
+    assert r.stderr.splitlines() == [
+        f"{path}: TrafficExtension reviews-canary: spec.wasm.pluginConfig: policies[0].variants: "
+        "weights sum to 90, they must sum to 100"]
+
+
 def test_validate_multi_document(tmp_path):
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews"},
                "spec": {"ports": [{"port": 9080}]}}

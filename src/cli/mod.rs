@@ -28,9 +28,10 @@ const USAGE: u8 = 2;
 const AFTER_HELP: &str = "\
 FILE and CONFIG are JSON or YAML files holding one of:
   - a plugin configuration (an object with \"policies\");
-  - Istio WasmPlugin manifests (apiVersion extensions.istio.io/..., kind WasmPlugin): their
-    spec.pluginConfig is checked; a multi-document file may hold several, other kinds are
-    skipped (with a note);
+  - mesh manifests: Istio WasmPlugin (spec.pluginConfig) and TrafficExtension
+    (spec.wasm.pluginConfig), Envoy Gateway EnvoyExtensionPolicy (spec.wasm[].config), Kuma
+    MeshProxyPatch (the Envoy Wasm filter in an httpFilter's value); a multi-document file may
+    hold several, other kinds are skipped (with a note);
   - an Envoy configuration (bootstrap, ECDS resource, ...): every object whose \"@type\" is
     type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, its
     config.configuration.value (a string holding the JSON plugin configuration).

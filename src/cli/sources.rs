@@ -1,5 +1,7 @@
-//! Finding plugin configurations in a file: a plain configuration, Istio `WasmPlugin`
-//! manifests, or Envoy configuration holding the Wasm HTTP filter; JSON or (multi-document) YAML.
+//! Finding plugin configurations in a file: a plain configuration, mesh manifests (Istio
+//! `WasmPlugin` and `TrafficExtension`, Envoy Gateway `EnvoyExtensionPolicy`, Kuma
+//! `MeshProxyPatch`), or Envoy configuration holding the Wasm HTTP filter; JSON or
+//! (multi-document) YAML.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,7 +53,8 @@ pub fn load(name: &str, bytes: &[u8]) -> Result<Contents, String> {
     if out.configs.is_empty() {
         let mut msg = format!(
             "nothing to validate: no plugin configuration (an object with \"policies\"), \
-             Istio WasmPlugin or Envoy Wasm filter ({WASM_TYPE}) found"
+             Istio WasmPlugin or TrafficExtension, Envoy Gateway EnvoyExtensionPolicy, Kuma \
+             MeshProxyPatch or Envoy Wasm filter ({WASM_TYPE}) found"
         );
         if docs.iter().any(|(_, d)| mentions(d, "config_discovery")) {
             msg.push_str(
@@ -117,18 +120,59 @@ fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Conten
         };
         if kind == "WasmPlugin" && api.starts_with("extensions.istio.io/") {
             // Istio sends the pluginConfig Struct as JSON; none at all is an empty configuration.
-            let json = match doc.pointer("/spec/pluginConfig") {
-                Some(config) => serde_json::to_vec(config).map_err(|e| e.to_string()),
-                None => Ok(Vec::new()),
-            };
             out.configs.push(Found {
                 location: format!("{resource}: spec.pluginConfig"),
-                json,
+                json: struct_json(doc.pointer("/spec/pluginConfig")),
             });
             return;
         }
-        // Other resources (an EnvoyFilter, say) may still embed the Envoy Wasm filter.
         let before = out.configs.len();
+        if kind == "TrafficExtension" && api.starts_with("extensions.istio.io/") {
+            // Istio 1.30's successor of WasmPlugin: the same Struct, under spec.wasm (a Lua
+            // TrafficExtension has none and is not ours).
+            if let Some(wasm) = doc.pointer("/spec/wasm") {
+                out.configs.push(Found {
+                    location: format!("{resource}: spec.wasm.pluginConfig"),
+                    json: struct_json(wasm.get("pluginConfig")),
+                });
+                return;
+            }
+        }
+        if kind == "EnvoyExtensionPolicy" && api.starts_with("gateway.envoyproxy.io/") {
+            // Envoy Gateway passes each spec.wasm[i].config to its filter as JSON.
+            let modules = doc.pointer("/spec/wasm").and_then(Value::as_array);
+            for (i, wasm) in modules.into_iter().flatten().enumerate() {
+                out.configs.push(Found {
+                    location: format!("{resource}: spec.wasm[{i}].config"),
+                    json: struct_json(wasm.get("config")),
+                });
+            }
+        }
+        if kind == "MeshProxyPatch" && api.starts_with("kuma.io/") {
+            // Kuma's httpFilter modification holds the Envoy filter as a YAML string.
+            let mods = doc
+                .pointer("/spec/default/appendModifications")
+                .and_then(Value::as_array);
+            for (i, m) in mods.into_iter().flatten().enumerate() {
+                let Some(text) = m.pointer("/httpFilter/value").and_then(Value::as_str) else {
+                    continue;
+                };
+                let at =
+                    format!("{resource}: spec.default.appendModifications[{i}].httpFilter.value");
+                match yaml_documents(text.as_bytes()) {
+                    Ok(filters) => {
+                        for (_, filter) in filters {
+                            find_wasm(&filter, &format!("{at}: "), out);
+                        }
+                    }
+                    Err(e) => out.configs.push(Found {
+                        location: at,
+                        json: Err(e),
+                    }),
+                }
+            }
+        }
+        // Other resources (an EnvoyFilter, say) may still embed the Envoy Wasm filter.
         find_wasm(doc, &format!("{resource}: "), out);
         if out.configs.len() == before {
             out.skipped.push(format!("{resource} (not a WasmPlugin)"));
@@ -152,6 +196,15 @@ fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Conten
         return;
     }
     find_wasm(doc, prefix, out);
+}
+
+/// A configuration written as a YAML/JSON object in a manifest, as the mesh hands it to the
+/// filter: serialized to JSON; none at all is an empty configuration.
+fn struct_json(config: Option<&Value>) -> Result<Vec<u8>, String> {
+    match config {
+        Some(config) => serde_json::to_vec(config).map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Every Envoy Wasm filter configuration in `doc`, located by JSON path after `prefix`.
