@@ -52,11 +52,13 @@ macro_rules! decoded {
                 // The field's position in the table, as `object` reports it.
                 #[allow(non_camel_case_types)]
                 enum Field { $($field),* }
-                const FIELDS: &[(&str, bool)] =
-                    &[$(($json, $crate::decode::is_required!($mode))),*];
+                const FIELDS: &[&str] = &[$($json),*];
                 const _: () = assert!(FIELDS.len() <= 64, "`object` tracks fields in a u64");
+                // Bit `i` set: `FIELDS[i]` is required.
+                const REQUIRED: u64 =
+                    0 $(| ($crate::decode::is_required!($mode) as u64) << Field::$field as u64)*;
                 let mut out = Self::default();
-                $crate::decode::object(v, path, FIELDS, errs, &mut |i, v, path, errs| match i {
+                $crate::decode::object(v, path, FIELDS, REQUIRED, errs, &mut |i, v, path, errs| match i {
                     $(i if i == Field::$field as usize => {
                         $crate::decode::field!($mode, out, $field, $kind, v, path, errs)
                     })*
@@ -201,14 +203,15 @@ pub(crate) fn one_or_list<T>(
     }
 }
 
-/// Walks the members of an object whose known members are `fields` (name, required): calls
-/// `field(index, value, path)` for each known member; reports unknown and repeated members, and
-/// required ones that are missing. `None` if `v` is not an object or had any error. `field` is a
+/// Walks the members of an object whose known members are `fields`: calls `field(index, value,
+/// path)` for each known member; reports unknown and repeated members, and the required ones
+/// (bit `i` of `required` for `fields[i]`) that are missing. `None` if `v` is not an object or had any error. `field` is a
 /// `dyn` callback so that the Wasm module holds one walker, not one per struct.
 pub(crate) fn object(
     v: &Value,
     path: &str,
-    fields: &[(&str, bool)],
+    fields: &[&str],
+    required: u64,
     errs: &mut Errors,
     field: &mut dyn FnMut(usize, &Value, &str, &mut Errors),
 ) -> Option<()> {
@@ -220,7 +223,7 @@ pub(crate) fn object(
     let mut seen = 0u64;
     for (key, value) in members {
         let fpath = child(path, key);
-        match fields.iter().position(|(f, _)| f == key) {
+        match fields.iter().position(|f| f == key) {
             Some(i) if seen & (1 << i) != 0 => {
                 errs.push_owned(fpath, cat(&["duplicate field `", key, "`"]));
             }
@@ -230,7 +233,7 @@ pub(crate) fn object(
             }
             None => {
                 let mut message = cat(&["unknown field `", key, "`, expected one of "]);
-                for (j, (f, _)) in fields.iter().enumerate() {
+                for (j, f) in fields.iter().enumerate() {
                     if j > 0 {
                         message.push_str(", ");
                     }
@@ -242,10 +245,14 @@ pub(crate) fn object(
             }
         }
     }
-    for (i, (name, required)) in fields.iter().enumerate() {
-        if *required && seen & (1 << i) == 0 {
-            errs.push(path, &cat(&["missing field `", name, "`"]));
-        }
+    let mut missing = required & !seen;
+    while missing != 0 {
+        let name = fields.get(missing.trailing_zeros() as usize).copied();
+        errs.push(
+            path,
+            &cat(&["missing field `", name.unwrap_or_default(), "`"]),
+        );
+        missing &= missing - 1;
     }
     (errs.len() == before).then_some(())
 }
