@@ -18,6 +18,7 @@
 pub mod compile;
 pub mod config;
 pub mod decide;
+mod decode;
 pub mod error;
 pub mod guard;
 pub mod index;
