@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+pub(crate) use crate::number::decimal;
+use crate::number::push_decimal;
+
 /// One problem in a configuration, located by its JSON path (`policies[0].variants[1].weight`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -127,31 +130,6 @@ pub(crate) fn element(path: &str, i: usize) -> String {
     out
 }
 
-/// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
-    // Least significant digit first; `u64::MAX` has 20 digits.
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    for d in digits.iter_mut() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-        len += 1;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in digits.iter().take(len).rev() {
-        out.push(char::from(*d));
-    }
-}
-
-/// `n` in decimal.
-pub(crate) fn decimal(n: u64) -> String {
-    let mut out = String::new();
-    push_decimal(&mut out, n);
-    out
-}
-
 /// The parts joined: a message without the formatting machinery.
 pub(crate) fn cat(parts: &[&str]) -> String {
     let mut len = 0;
@@ -162,5 +140,50 @@ pub(crate) fn cat(parts: &[&str]) -> String {
     for part in parts {
         out.push_str(part);
     }
+    out
+}
+
+/// `s` as a JSON string literal: `"a \"b\""`. Used in error messages instead of `{:?}`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                // `\u00XX`, lowercase hex.
+                out.push_str("\\u00");
+                for nibble in [c as u32 >> 4, c as u32 & 0xf] {
+                    out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `value` quoted, followed by `rest`: the shape of most messages about one value.
+pub(crate) fn quoted(value: &str, rest: &str) -> String {
+    let mut message = quote(value);
+    message.push_str(rest);
+    message
+}
+
+/// `["a", "b"]`: names for an error message.
+pub(crate) fn quote_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&quote(name));
+    }
+    out.push(']');
     out
 }
