@@ -1,6 +1,6 @@
 //! A policy's rules and their conditions.
 
-use super::sticky::{compile_source, count_set};
+use super::sticky::{compile_source, exactly_one};
 use super::variants::find_variant;
 use crate::config::{RawMatch, RawRule};
 use crate::error::{cat, child, element, quote, Errors};
@@ -54,33 +54,23 @@ fn compile_condition(
     env: &Environment,
     errs: &mut Errors,
 ) -> Option<Compiled> {
-    let sources = count_set(&[
-        m.header.is_some(),
-        m.cookie.is_some(),
-        m.query.is_some(),
-        m.source_label.is_some(),
-    ]);
-    if sources != 1 {
-        errs.push(
-            path,
-            "a condition sets exactly one of \"header\", \"cookie\", \"query\", \"source_label\"",
-        );
-    }
-    let ops = count_set(&[
-        m.exact.is_some(),
-        m.prefix.is_some(),
-        m.suffix.is_some(),
-        m.contains.is_some(),
-        m.present.is_some(),
-        m.regex.is_some(),
-    ]);
-    if ops != 1 {
-        errs.push(
-            path,
-            "a condition sets exactly one of \"exact\", \"prefix\", \"suffix\", \"contains\", \"present\", \"regex\"",
-        );
-    }
-    if sources != 1 || ops != 1 {
+    let sources = [
+        ("header", m.header.is_some()),
+        ("cookie", m.cookie.is_some()),
+        ("query", m.query.is_some()),
+        ("source_label", m.source_label.is_some()),
+    ];
+    let ops = [
+        ("exact", m.exact.is_some()),
+        ("prefix", m.prefix.is_some()),
+        ("suffix", m.suffix.is_some()),
+        ("contains", m.contains.is_some()),
+        ("present", m.present.is_some()),
+        ("regex", m.regex.is_some()),
+    ];
+    // Both checks report, even when the first fails.
+    let one_source = exactly_one("a condition", &sources, path, errs);
+    if !exactly_one("a condition", &ops, path, errs) || !one_source {
         return None;
     }
     let op = if let Some(v) = &m.exact {

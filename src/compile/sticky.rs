@@ -1,23 +1,19 @@
 //! A policy's sticky keys and minted cookie, and where a key or a condition reads its value.
 
 use crate::config::{RawCookie, RawKey};
-use crate::error::{quoted, Errors};
+use crate::error::{cat, quote, quoted, Errors};
 use crate::model::{Key, Source, StickyCookie};
 use crate::names::{attribute_value, cookie_name, header_name};
 use crate::number::push_decimal;
 
 pub(super) fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<Key> {
-    let set = count_set(&[
-        k.header.is_some(),
-        k.cookie.is_some(),
-        k.query.is_some(),
-        k.source_ip.is_some(),
-    ]);
-    if set != 1 {
-        errs.push(
-            path,
-            "a sticky key sets exactly one of \"header\", \"cookie\", \"query\", \"source_ip\"",
-        );
+    let fields = [
+        ("header", k.header.is_some()),
+        ("cookie", k.cookie.is_some()),
+        ("query", k.query.is_some()),
+        ("source_ip", k.source_ip.is_some()),
+    ];
+    if !exactly_one("a sticky key", &fields, path, errs) {
         return None;
     }
     if let Some(ip) = k.source_ip {
@@ -34,9 +30,26 @@ pub(super) fn compile_key(k: &RawKey, path: &str, errs: &mut Errors) -> Option<K
     compile_source(&k.header, &k.cookie, &k.query, path, errs).map(Key::Value)
 }
 
-/// How many of a set of mutually exclusive fields are given.
-pub(super) fn count_set(given: &[bool]) -> usize {
-    given.iter().filter(|g| **g).count()
+/// Whether exactly one of a set of mutually exclusive fields `(name, given)` is given; if not,
+/// reports "`what` sets exactly one of "a", "b", …" at `path`.
+pub(super) fn exactly_one(
+    what: &str,
+    fields: &[(&str, bool)],
+    path: &str,
+    errs: &mut Errors,
+) -> bool {
+    if fields.iter().filter(|(_, given)| *given).count() == 1 {
+        return true;
+    }
+    let mut message = cat(&[what, " sets exactly one of "]);
+    for (i, (name, _)) in fields.iter().enumerate() {
+        if i > 0 {
+            message.push_str(", ");
+        }
+        message.push_str(&quote(name));
+    }
+    errs.push_owned(path.to_string(), message);
+    false
 }
 
 pub(super) fn compile_source(

@@ -28,7 +28,7 @@
 //!
 //! Its parts: the compiled guard and the judgement of a window ([`limits`]), the outcomes
 //! counted ([`outcomes`]), the receivers of its messages ([`receivers`]), the shared window
-//! and its events ([`window`]) and the window's bytes in shared data ([`encoding`]).
+//! and its events ([`window`]) and the window's bytes in shared data (`encoding`).
 
 mod encoding;
 pub mod limits;
