@@ -128,7 +128,7 @@ fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, Conf
         }
         let mut weights = vec![0u16; policy.variants.len()];
         for (j, &(name, bp)) in check_weights(
-            list.iter().map(|v| (v.name.as_str(), v.weight.as_str())),
+            &mut list.iter().map(|v| (v.name.as_str(), v.weight.as_str())),
             &vpath,
             &mut errs,
         )

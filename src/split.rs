@@ -182,7 +182,8 @@ pub(crate) fn fixed_weight(weights: &[u16], ramped: usize) -> u32 {
 /// Checks a `variants` list (names valid and unique, weights percentages with at most two
 /// decimals summing to 100) and returns `(name, basis points)` in order.
 pub(crate) fn check_weights<'a>(
-    list: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    // `dyn`: one copy of the code for both callers (compile and overrides).
+    list: &mut dyn ExactSizeIterator<Item = (&'a str, &'a str)>,
     path: &str,
     errs: &mut Errors,
 ) -> Vec<(&'a str, u16)> {
