@@ -62,8 +62,8 @@ impl std::error::Error for ConfigErrors {}
 
 /// Collects errors while walking a configuration, tracking the current JSON path.
 ///
-/// Paths are built by [`child`] and [`element`] (cheaper than `format!`, see the top of this
-/// file); messages by [`cat`] and the quoting helpers.
+/// Paths are built by `child` and `element` (cheaper than `format!`, see the top of this
+/// file); messages by `cat` and the quoting helpers.
 #[derive(Default)]
 pub struct Errors {
     list: Vec<ConfigError>,
