@@ -8,7 +8,7 @@
 
 use hashbrown::HashMap;
 
-/// Name → index into [`PolicyIndex::lists`]. One map type for every name lookup in the core and
+/// Name → index into `PolicyIndex::lists`. One map type for every name lookup in the core and
 /// the filter keeps a single copy of the hash table code in the Wasm module.
 pub type NameMap = HashMap<String, u32>;
 
