@@ -16,7 +16,8 @@ pub(super) fn compile_variants(
         return (Vec::new(), Vec::new());
     }
     let checked = check_weights(
-        &mut p.variants
+        &mut p
+            .variants
             .iter()
             .map(|v| (v.name.as_str(), v.weight.as_str())),
         &vpath,
