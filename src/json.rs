@@ -438,8 +438,9 @@ impl Parser<'_> {
 /// re-serialized (Istio turns a WasmPlugin's `pluginConfig` into a protobuf `Struct` and back
 /// into JSON): object members sorted by key (bytewise; duplicate keys, which the decoders
 /// refuse, in no set order), numbers as exact canonical decimals ([`push_canonical_number`]),
-/// strings re-quoted as by [`quote`], arrays in order, no whitespace. Two documents that differ only in member order, whitespace,
-/// string escapes or the spelling of their numbers (`10`, `10.0`, `1e1`) have the same text.
+/// strings re-quoted as by [`quote`], arrays in order, no whitespace. Two documents that differ
+/// only in member order, whitespace, string escapes or the spelling of their numbers (`10`,
+/// `10.0`, `1e1`) have the same text.
 pub fn canonical(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);

@@ -56,9 +56,9 @@ pub(crate) fn out_of_range(v: u64, max: u64) -> String {
     out
 }
 
-/// A number (JSON text) as an exact decimal `mantissa × 10^-scale` with at most `max_scale` decimals,
-/// or `None` if it needs more decimals, is negative when `signed` is false, or exceeds `limit`
-/// (in units of 10^-max_scale). Exponents are applied exactly.
+/// A number as written in JSON, exactly, in units of 10^-`max_scale`: `Precision` if it needs
+/// more decimals, `Range` if it is negative (but zero), exceeds `limit` or cannot be read.
+/// Exponents are applied exactly.
 pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64, FixedError> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

@@ -17,12 +17,14 @@ use crate::names::header_name;
 use crate::number::decimal;
 use crate::overrides::{apply_node_overrides, Environment};
 
+// Where the command has always found it; its home is `crate::split`.
 pub use crate::split::format_percent;
 
 /// Largest configuration document accepted, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
-/// [`Config::from_json_in`]: parses and compiles a JSON plugin configuration for a proxy with node metadata `env`.
+/// [`Config::from_json_in`]: parses and compiles a JSON plugin configuration for a proxy with
+/// node metadata `env`, and fingerprints it.
 pub(crate) fn from_json_in(bytes: &[u8], env: &Environment) -> Result<Config, ConfigErrors> {
     let doc = parse_document(bytes)?;
     let mut config = compile_in(&decode(&doc)?, env)?;
