@@ -127,9 +127,7 @@ impl Split {
             enabled.unwrap_or(self.enabled),
         )
     }
-}
 
-impl Split {
     /// This split with `ramp` applied at unix time `now` (seconds): the ramped variant gets the
     /// ramp's weight (capped so that the variants between keep theirs), the last variant the
     /// remainder. Unchanged without a ramp or before its start.
