@@ -21,7 +21,7 @@ use crate::model::{Condition, Config, Key, Op, Policy, Source};
 use crate::overrides::{Environment, RouteOverride};
 use crate::random::Random;
 use crate::request::{address_ip, cookie, normalize_host, query_in, RequestView};
-use crate::split::{bucket, Split};
+use crate::split::{bucket, Split, BUCKETS};
 
 /// Why a request got its variant. The names are the `reason` label of the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -325,7 +325,7 @@ impl Policy {
                 Some(id),
             );
         }
-        let b = (rng.next_u64() % u64::from(crate::BUCKETS)) as u16;
+        let b = (rng.next_u64() % u64::from(BUCKETS)) as u16;
         decision(split.variant_for_bucket(b), Reason::Weight, Some(b), None)
     }
 }
