@@ -7,8 +7,7 @@
 //! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
 
 use crate::error::{cat, child, ConfigErrors};
-use crate::number::decimal;
-use crate::number::push_decimal;
+use crate::number::{decimal, push_decimal};
 
 // Re-exported for code written before quoting and numbers had homes of their own (the decoders
 // in `config.rs`, `regex.rs`); new code imports them from `crate::error` and `crate::number`.
