@@ -139,7 +139,7 @@ decoded! {
 impl RawVariant {
     /// The weight in basis points, if it is a percentage with at most two decimals.
     pub fn weight_bp(&self) -> Option<u16> {
-        crate::compile::weight_bp(&self.weight).ok()
+        crate::split::weight_bp(&self.weight).ok()
     }
 }
 

@@ -14,11 +14,14 @@
 
 use std::borrow::Cow;
 
-use crate::compile::{Condition, Config, Key, Op, Policy, Source, Split};
+use crate::error::ConfigErrors;
 use crate::guard::GuardView;
-use crate::overrides::RouteOverride;
+use crate::json::Value;
+use crate::model::{Condition, Config, Key, Op, Policy, Source};
+use crate::overrides::{Environment, RouteOverride};
+use crate::random::Random;
 use crate::request::{address_ip, cookie, normalize_host, query_in, RequestView};
-use crate::{bucket, Random};
+use crate::split::{bucket, Split, BUCKETS};
 
 /// Why a request got its variant. The names are the `reason` label of the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +114,26 @@ pub struct Decision {
 }
 
 impl Config {
+    /// Parses and compiles a JSON plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        Config::from_json_in(bytes, &Environment::default())
+    }
+
+    /// Parses and compiles a JSON plugin configuration for a proxy with node metadata `env`.
+    pub fn from_json_in(bytes: &[u8], env: &Environment) -> Result<Config, ConfigErrors> {
+        crate::compile::from_json_in(bytes, env)
+    }
+
+    /// Compiles a route's `filter_metadata["canary-router"]` (as JSON). `Ok(None)`: nothing to
+    /// override. `path` names the route in errors (e.g. `route[reviews-route].canary-router`).
+    pub fn route_override(
+        &self,
+        value: &Value,
+        path: &str,
+    ) -> Result<Option<RouteOverride>, ConfigErrors> {
+        crate::overrides::route_override(&self.policies, value, path)
+    }
+
     /// Which policy applies to the request, if any: the first in configuration order whose
     /// selectors (hosts, path prefix, routes) all match.
     pub fn find_policy<R: RequestView>(&self, req: &R) -> Option<usize> {
@@ -200,12 +223,8 @@ impl Config {
         let mut out = Vec::with_capacity(self.policies.len());
         for (i, p) in self.policies.iter().enumerate() {
             let view = guards.get(i).copied().unwrap_or_default();
-            let at = view.ramp_stopped_at.map_or(now, |t| t.min(now));
-            let split = p.split_at(at);
-            out.push(match p.guard() {
-                Some(g) if view.tripped => split.diverted(g.variant(), g.baseline()),
-                _ => split,
-            });
+            let divert = p.guard().map(|g| (g.variant(), g.baseline()));
+            out.push(p.split.in_force(p.ramp(), divert, view, now));
         }
         out
     }
@@ -306,7 +325,7 @@ impl Policy {
                 Some(id),
             );
         }
-        let b = (rng.next_u64() % u64::from(crate::BUCKETS)) as u16;
+        let b = (rng.next_u64() % u64::from(BUCKETS)) as u16;
         decision(split.variant_for_bucket(b), Reason::Weight, Some(b), None)
     }
 }

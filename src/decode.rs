@@ -142,7 +142,8 @@ pub(crate) fn number(v: &Value, path: &str, errs: &mut Errors) -> Option<String>
 
 pub(crate) fn unsigned(v: &Value, path: &str, errs: &mut Errors) -> Option<u64> {
     match v {
-        Value::Number(n) if json::is_integer(n) => match json::parse_decimal(n.as_bytes()) {
+        Value::Number(n) if json::is_integer(n) => match crate::number::parse_decimal(n.as_bytes())
+        {
             Some(n) => Some(n),
             None => {
                 let message = cat(&["invalid value: ", &v.describe(), ", expected u64"]);

@@ -8,9 +8,7 @@
 
 use hashbrown::HashMap;
 
-use crate::compile::Policy;
-
-/// Name → index into [`PolicyIndex::lists`]. One map type for every name lookup in the core and
+/// Name → index into `PolicyIndex::lists`. One map type for every name lookup in the core and
 /// the filter keeps a single copy of the hash table code in the Wasm module.
 pub type NameMap = HashMap<String, u32>;
 
@@ -29,14 +27,17 @@ pub(crate) struct PolicyIndex {
 }
 
 impl PolicyIndex {
-    pub(crate) fn build(policies: &[Policy]) -> PolicyIndex {
+    /// The index of policies given by their selectors `(hosts, routes)`, in order.
+    pub(crate) fn build<'a>(
+        policies: impl Iterator<Item = (Option<&'a [String]>, Option<&'a [String]>)>,
+    ) -> PolicyIndex {
         let mut ix = PolicyIndex::default();
-        for (i, p) in policies.iter().enumerate() {
+        for (i, (hosts, routes)) in policies.enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            if p.routes.is_some() {
+            if routes.is_some() {
                 ix.uses_routes = true;
             }
-            match &p.hosts {
+            match hosts {
                 Some(hosts) if !hosts.iter().any(|h| h == "*") => {
                     for h in hosts {
                         let (map, key) = match h.strip_prefix('*') {
@@ -46,7 +47,7 @@ impl PolicyIndex {
                         file(map, &mut ix.lists, key, i);
                     }
                 }
-                _ => match &p.routes {
+                _ => match routes {
                     Some(routes) => {
                         for r in routes {
                             file(&mut ix.routes, &mut ix.lists, r, i);

@@ -6,7 +6,13 @@
 //! durations are converted exactly (no binary floating point anywhere in the core). Nesting is
 //! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
 
-use crate::error::{cat, push_decimal};
+use crate::error::{cat, child, ConfigErrors};
+use crate::number::{decimal, push_decimal};
+
+// Re-exported for code written before quoting and numbers had homes of their own (the decoders
+// in `config.rs`, `regex.rs`); new code imports them from `crate::error` and `crate::number`.
+pub use crate::error::quote;
+pub use crate::number::parse_decimal;
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -83,48 +89,6 @@ pub(crate) fn is_integer(n: &str) -> bool {
     !n.as_bytes().iter().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
-/// ASCII decimal digits (at least one, nothing else) as a number; `None` on overflow. One
-/// parser for every integer the module reads keeps a single copy of the code.
-pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for b in digits {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
-    }
-    Some(v)
-}
-
-/// `s` as a JSON string literal: `"a \"b\""`. Used in error messages instead of `{:?}`.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                // `\u00XX`, lowercase hex.
-                out.push_str("\\u00");
-                for nibble in [c as u32 >> 4, c as u32 & 0xf] {
-                    out.push(char::from_digit(nibble, 16).unwrap_or('0'));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A syntax error: what, where (JSON path of the value being read, `""` for the root) and the
 /// 1-based line and column (in bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +97,28 @@ pub struct SyntaxError {
     pub message: String,
     pub line: usize,
     pub column: usize,
+}
+
+impl SyntaxError {
+    /// This error as a configuration error under `base` (the path of the document).
+    pub(crate) fn at(&self, base: &str) -> ConfigErrors {
+        let e = self;
+        let path = match (base.is_empty(), e.path.starts_with('[')) {
+            (true, _) if e.path.is_empty() => "(config)".to_string(),
+            (true, _) => e.path.clone(),
+            (false, _) if e.path.is_empty() => base.to_string(),
+            (false, true) => cat(&[base, &e.path]),
+            (false, false) => child(base, &e.path),
+        };
+        let message = cat(&[
+            &e.message,
+            " at line ",
+            &decimal(e.line as u64),
+            " column ",
+            &decimal(e.column as u64),
+        ]);
+        ConfigErrors::single(path, message)
+    }
 }
 
 /// Parses one JSON document (surrounding whitespace allowed).
@@ -447,84 +433,13 @@ impl Parser<'_> {
     }
 }
 
-/// A JSON number as an exact decimal `mantissa × 10^-scale` with at most `max_scale` decimals,
-/// or `None` if it needs more decimals, is negative when `signed` is false, or exceeds `limit`
-/// (in units of 10^-max_scale). Exponents are applied exactly.
-pub(crate) fn fixed_point(text: &str, max_scale: u32, limit: u64) -> Result<u64, FixedError> {
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (num, exp) = match body.as_bytes().iter().position(|&b| b == b'e' || b == b'E') {
-        Some(i) => (
-            body.get(..i).unwrap_or_default(),
-            body.get(i + 1..)
-                .and_then(|e| match e.strip_prefix('-') {
-                    Some(neg) => parse_decimal(neg.as_bytes())
-                        .and_then(|v| i64::try_from(v).ok())
-                        .map(|v| -v),
-                    None => parse_decimal(e.strip_prefix('+').unwrap_or(e).as_bytes())
-                        .and_then(|v| i64::try_from(v).ok()),
-                })
-                .ok_or(FixedError::Range)?,
-        ),
-        None => (body, 0),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    // value = digits × 10^(exp - frac.len()); we want value × 10^max_scale.
-    let shift = exp
-        .saturating_sub(frac.len() as i64)
-        .saturating_add(i64::from(max_scale));
-    let digits = int.bytes().chain(frac.bytes());
-    let mut value: u64 = 0;
-    let mut dropped_nonzero = false;
-    let total = int.len() + frac.len();
-    // Digits beyond the units position (shift < 0) must be zero.
-    let keep = (total as i64).saturating_add(shift.min(0)).max(0) as usize;
-    for (i, d) in digits.enumerate() {
-        let d = u64::from(d.wrapping_sub(b'0'));
-        if d > 9 {
-            return Err(FixedError::Range);
-        }
-        if i < keep {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(d))
-                .ok_or(FixedError::Range)?;
-        } else if d != 0 {
-            dropped_nonzero = true;
-        }
-    }
-    if shift > 0 && value != 0 {
-        for _ in 0..shift {
-            value = value.checked_mul(10).ok_or(FixedError::Range)?;
-        }
-    }
-    let above = value > limit || (value == limit && dropped_nonzero);
-    if (negative && (value != 0 || dropped_nonzero)) || above {
-        return Err(FixedError::Range);
-    }
-    if dropped_nonzero {
-        return Err(FixedError::Precision);
-    }
-    Ok(value)
-}
-
-/// Why [`fixed_point`] refused a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FixedError {
-    /// Negative, too large, or an unreadable exponent.
-    Range,
-    /// More decimals than allowed.
-    Precision,
-}
-
 /// The canonical text of a document, for fingerprints that do not change when the document is
 /// re-serialized (Istio turns a WasmPlugin's `pluginConfig` into a protobuf `Struct` and back
 /// into JSON): object members sorted by key (bytewise; duplicate keys, which the decoders
 /// refuse, in no set order), numbers as exact canonical decimals ([`push_canonical_number`]),
-/// strings re-quoted as by [`quote`], arrays in order, no whitespace. Two documents that differ only in member order, whitespace,
-/// string escapes or the spelling of their numbers (`10`, `10.0`, `1e1`) have the same text.
+/// strings re-quoted as by [`quote`], arrays in order, no whitespace. Two documents that differ
+/// only in member order, whitespace, string escapes or the spelling of their numbers (`10`,
+/// `10.0`, `1e1`) have the same text.
 pub fn canonical(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);

@@ -23,89 +23,28 @@ pub mod error;
 pub mod guard;
 pub mod index;
 pub mod json;
+pub mod model;
+pub mod names;
 pub mod notify;
+pub mod number;
 pub mod overrides;
 pub mod pb;
 pub mod ramp;
+pub mod random;
 pub mod regex;
 pub mod request;
 pub mod significance;
+pub mod split;
 pub mod stats;
 
-pub use compile::{parse_json, Config, Policy, Split, StickyCookie, Variant};
+pub use compile::parse_json;
 pub use decide::{Decision, MintedId, Reason};
 pub use error::{ConfigError, ConfigErrors};
+pub use model::{Config, Policy, StickyCookie, Variant};
 pub use overrides::{Environment, RouteOverride};
+pub use random::{Random, SplitMix64};
 pub use request::{RequestView, SimpleRequest};
+pub use split::{bucket_for, Split, BUCKETS};
 
-use xxhash_rust::xxh3::xxh3_64;
-
-/// Size of the bucket space: a variant with weight `w` % owns `w * 100` buckets.
-pub const BUCKETS: u16 = 10_000;
-
-/// The bucket of a sticky key: `xxh3_64(salt ":" key) % 10000`.
-pub fn bucket_for(salt: &str, key: &str) -> u16 {
-    let mut prefix = Vec::with_capacity(salt.len() + 1);
-    prefix.extend_from_slice(salt.as_bytes());
-    prefix.push(b':');
-    bucket(&prefix, key.as_bytes())
-}
-
-/// `xxh3_64(salt_prefix ++ key) % 10000`, without allocating.
-pub(crate) fn bucket(salt_prefix: &[u8], key: &[u8]) -> u16 {
-    const STACK: usize = 256;
-    let total = salt_prefix.len() + key.len();
-    let hash = if total <= STACK {
-        let mut buf = [0u8; STACK];
-        let (a, b) = buf.split_at_mut(salt_prefix.len());
-        a.copy_from_slice(salt_prefix);
-        if let Some(b) = b.get_mut(..key.len()) {
-            b.copy_from_slice(key);
-        }
-        xxh3_64(buf.get(..total).unwrap_or_default())
-    } else {
-        // Rare (keys over 256 bytes): one allocation rather than the streaming hasher's code.
-        let mut buf = Vec::with_capacity(total);
-        buf.extend_from_slice(salt_prefix);
-        buf.extend_from_slice(key);
-        xxh3_64(&buf)
-    };
-    (hash % u64::from(BUCKETS)) as u16
-}
-
-/// A source of randomness, supplied by the caller so that the core stays deterministic.
-pub trait Random {
-    fn next_u64(&mut self) -> u64;
-
-    /// Fills `buf` with random bytes (used to mint sticky ids).
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            for (d, s) in chunk.iter_mut().zip(bytes) {
-                *d = s;
-            }
-        }
-    }
-}
-
-/// SplitMix64: a small, fast generator. Deterministic for a seed; not for secrets.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-}
-
-impl Random for SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 #[cfg(test)]
 mod tests;

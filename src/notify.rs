@@ -17,8 +17,9 @@
 //!
 use serde_json::{json, Map, Value};
 
+use crate::error::quote;
 use crate::guard::{Cause, Event, Format, Guard, OnTrip, Outcomes, Pending};
-use crate::json::quote;
+use crate::number::scaled;
 
 /// Names in a guard message.
 pub struct Subject<'a> {
@@ -50,7 +51,7 @@ impl Subject<'_> {
 /// The limit a trip broke, in words (`failure rate 30 % > 5 %`).
 fn limit(guard: &Guard, cause: Cause, window: &Pending) -> String {
     let (v, b) = (&window.variant, &window.baseline);
-    let percent = |ppm: u32| decimal(ppm / 100, 2);
+    let percent = |ppm: u32| scaled(ppm / 100, 2);
     match cause {
         Cause::FailureRate => format!(
             "failure rate {} % > {} %",
@@ -74,7 +75,7 @@ fn limit(guard: &Guard, cause: Cause, window: &Pending) -> String {
             "p99 {} against the baseline's {} (more than {} times it)",
             ms(v.p99_ms()),
             ms(b.p99_ms()),
-            decimal(guard.max_p99_ratio_milli.unwrap_or_default(), 3)
+            scaled(guard.max_p99_ratio_milli.unwrap_or_default(), 3)
         ),
     }
 }
@@ -341,17 +342,4 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
     }
     out.push_str(text.get(at..).unwrap_or_default());
     Ok(out)
-}
-
-/// `value × 10^-scale` as a decimal without trailing zeros (`decimal(42000, 6)` = `0.042`).
-pub fn decimal(value: u32, scale: u32) -> String {
-    let unit = 10u32.pow(scale);
-    let mut s = (value / unit).to_string();
-    let frac = value % unit;
-    if frac != 0 {
-        let digits = format!("{frac:0width$}", width = scale as usize);
-        s.push('.');
-        s.push_str(digits.trim_end_matches('0'));
-    }
-    s
 }

@@ -5,10 +5,11 @@
 //! and `enabled`; it cannot add variants. An invalid override is dropped on its own (reported
 //! as a warning); the rest of the configuration keeps working.
 
-use crate::compile::{check_weights, quote_list, syntax_error, Config, Policy, Split};
 use crate::config::RawOverride;
-use crate::error::{cat, child, element, ConfigError, ConfigErrors, Errors};
-use crate::json::{quote, Value};
+use crate::error::{cat, child, element, quote, quote_list, ConfigError, ConfigErrors, Errors};
+use crate::json::Value;
+use crate::model::Policy;
+use crate::split::{check_weights, Split};
 
 /// Node metadata key holding the per-policy overrides (JSON, a string value). In Istio it is
 /// set per workload with `proxyMetadata: {ISTIO_META_CANARY_ROUTER: '…'}`.
@@ -68,7 +69,7 @@ pub(crate) fn apply_node_overrides(json: &str, policies: &mut [Policy]) -> Vec<C
             let message = cat(&["invalid type: ", &other.describe(), ", expected a map"]);
             return ignored_all(ConfigErrors::single(base, message));
         }
-        Err(e) => return ignored_all(syntax_error(&e, &base)),
+        Err(e) => return ignored_all(e.at(&base)),
     };
     let mut map: Vec<(String, RawOverride)> = Vec::with_capacity(entries.len());
     let mut warnings = Vec::new();
@@ -126,7 +127,14 @@ fn resolve(raw: &RawOverride, policy: &Policy, path: &str) -> Result<Split, Conf
             errs.push(&vpath, "must list at least one variant");
         }
         let mut weights = vec![0u16; policy.variants.len()];
-        for (j, &(name, bp)) in check_weights(list, &vpath, &mut errs).iter().enumerate() {
+        for (j, &(name, bp)) in check_weights(
+            &mut list.iter().map(|v| (v.name.as_str(), v.weight.as_str())),
+            &vpath,
+            &mut errs,
+        )
+        .iter()
+        .enumerate()
+        {
             match policy.variant_index(name).and_then(|i| weights.get_mut(i)) {
                 Some(w) => *w = bp,
                 None => {
@@ -183,59 +191,56 @@ impl RouteOverride {
     }
 }
 
-impl Config {
-    /// Compiles a route's `filter_metadata["canary-router"]` (as JSON). `Ok(None)`: nothing to
-    /// override. `path` names the route in errors (e.g. `route[reviews-route].canary-router`).
-    pub fn route_override(
-        &self,
-        value: &Value,
-        path: &str,
-    ) -> Result<Option<RouteOverride>, ConfigErrors> {
-        let mut errs = Errors::default();
-        let raw = match RawOverride::decode(value, path, &mut errs) {
-            Some(raw) if errs.is_empty() => raw,
-            _ => return errs.finish_err(),
-        };
-        let policy = match &raw.policy {
-            None => None,
-            Some(name) => match self.policies.iter().position(|p| p.name == *name) {
-                Some(i) => Some(i),
-                None => {
-                    return Err(ConfigErrors::single(
-                        cat(&[path, ".policy"]),
-                        cat(&["no policy is called ", &quote(name)]),
-                    ))
-                }
-            },
-        };
-        let overrides = raw.variants.is_some() || raw.enabled.is_some();
-        let splits = match (overrides, policy) {
-            (false, None) => return Ok(None),
-            (false, Some(_)) => RouteSplits::None,
-            (true, Some(i)) => match self.policies.get(i) {
-                Some(p) => RouteSplits::One(resolve(&raw, p, path)?),
-                None => RouteSplits::None,
-            },
-            (true, None) => {
-                let mut list = Vec::with_capacity(self.policies.len());
-                let mut first_error = None;
-                for p in &self.policies {
-                    match resolve(&raw, p, path) {
-                        Ok(split) => list.push(Some(split)),
-                        Err(e) => {
-                            first_error.get_or_insert(e);
-                            list.push(None);
-                        }
+/// [`crate::Config::route_override`]: a route's override for the configuration's `policies`.
+pub(crate) fn route_override(
+    policies: &[Policy],
+    value: &Value,
+    path: &str,
+) -> Result<Option<RouteOverride>, ConfigErrors> {
+    let mut errs = Errors::default();
+    let raw = match RawOverride::decode(value, path, &mut errs) {
+        Some(raw) if errs.is_empty() => raw,
+        _ => return errs.finish_err(),
+    };
+    let policy = match &raw.policy {
+        None => None,
+        Some(name) => match policies.iter().position(|p| p.name == *name) {
+            Some(i) => Some(i),
+            None => {
+                return Err(ConfigErrors::single(
+                    cat(&[path, ".policy"]),
+                    cat(&["no policy is called ", &quote(name)]),
+                ))
+            }
+        },
+    };
+    let overrides = raw.variants.is_some() || raw.enabled.is_some();
+    let splits = match (overrides, policy) {
+        (false, None) => return Ok(None),
+        (false, Some(_)) => RouteSplits::None,
+        (true, Some(i)) => match policies.get(i) {
+            Some(p) => RouteSplits::One(resolve(&raw, p, path)?),
+            None => RouteSplits::None,
+        },
+        (true, None) => {
+            let mut list = Vec::with_capacity(policies.len());
+            let mut first_error = None;
+            for p in policies {
+                match resolve(&raw, p, path) {
+                    Ok(split) => list.push(Some(split)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        list.push(None);
                     }
                 }
-                if list.iter().all(Option::is_none) {
-                    return Err(first_error.unwrap_or_else(|| {
-                        ConfigErrors::single(path, "fits no policy of the configuration")
-                    }));
-                }
-                RouteSplits::PerPolicy(list)
             }
-        };
-        Ok(Some(RouteOverride { policy, splits }))
-    }
+            if list.iter().all(Option::is_none) {
+                return Err(first_error.unwrap_or_else(|| {
+                    ConfigErrors::single(path, "fits no policy of the configuration")
+                }));
+            }
+            RouteSplits::PerPolicy(list)
+        }
+    };
+    Ok(Some(RouteOverride { policy, splits }))
 }

@@ -5,8 +5,9 @@
 //! is read; everything else is skipped. Decoding is bounded: malformed input is an error,
 //! never a panic, and nesting is limited to [`MAX_DEPTH`].
 
-use crate::error::{cat, decimal, push_decimal};
+use crate::error::cat;
 use crate::json::Value;
+use crate::number::{decimal, push_decimal};
 
 /// Deepest nesting of structs and lists accepted (the namespace's own struct is level 1).
 pub const MAX_DEPTH: usize = 32;

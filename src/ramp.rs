@@ -13,8 +13,7 @@
 //! time) and buckets are assigned in variant order, so the other variants keep their buckets and,
 //! while the ramp rises, a user moves only from the last variant to the ramped one, never back.
 
-use crate::compile::Split;
-use crate::BUCKETS;
+use crate::error::quote;
 
 /// A compiled ramp of one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +51,9 @@ impl Ramp {
                 let duration = (*duration).max(1);
                 let t = elapsed.min(duration);
                 let (from, to) = (i64::from(*from), i64::from(*to));
+                // Between `from` and `to` (both checked to be at most 100 %), as `t <= duration`.
                 let w = from + (to - from) * t as i64 / duration as i64;
-                u16::try_from(w.clamp(0, i64::from(BUCKETS))).unwrap_or_default()
+                u16::try_from(w).unwrap_or_default()
             }
         })
     }
@@ -70,38 +70,13 @@ impl Ramp {
         self.start
             .saturating_add(i64::try_from(length).unwrap_or(i64::MAX))
     }
-
-    /// `split` with the ramp applied at `now`: the ramped variant gets the ramp's weight
-    /// (capped so that the variants between keep theirs), the last variant the remainder.
-    /// `None` before the start (the split holds as it is).
-    pub fn apply(&self, split: &Split, now: i64) -> Option<Split> {
-        let w = self.weight_bp(now)?;
-        let mut weights = split.weights_bp().to_vec();
-        let last = weights.len().checked_sub(1)?;
-        let room = u32::from(BUCKETS).saturating_sub(fixed_weight(&weights, self.variant));
-        let w = u32::from(w).min(room);
-        *weights.get_mut(self.variant)? = u16::try_from(w).ok()?;
-        *weights.get_mut(last)? = u16::try_from(room - w).ok()?;
-        Some(split.with(Some(weights), None))
-    }
-}
-
-/// The weight of every variant but `ramped` and the last (what a ramp leaves alone).
-pub(crate) fn fixed_weight(weights: &[u16], ramped: usize) -> u32 {
-    let mut sum = 0;
-    for (i, w) in weights.iter().enumerate() {
-        if i != ramped && i + 1 != weights.len() {
-            sum += u32::from(*w);
-        }
-    }
-    sum
 }
 
 /// Parses an RFC 3339 timestamp (`2026-12-01T10:00:00Z`, `2026-12-01T11:00:00+01:00`,
 /// fractional seconds ignored) into unix seconds.
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     parse_time(s.as_bytes()).ok_or_else(|| {
-        let mut message = crate::json::quote(s);
+        let mut message = quote(s);
         message.push_str(" is not an RFC 3339 time such as \"2026-12-01T10:00:00Z\"");
         message
     })

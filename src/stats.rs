@@ -138,7 +138,7 @@ pub const GRPC_STATUS_NAMES: [&str; 17] = [
 /// `grpc_status` label: the status name for a `grpc-status` value; `UNKNOWN` for a value that
 /// is not a known code (as gRPC clients treat it). Non-gRPC responses use [`NOT_GRPC`].
 pub fn grpc_status_name(value: &[u8]) -> &'static str {
-    crate::json::parse_decimal(value.trim_ascii())
+    crate::number::parse_decimal(value.trim_ascii())
         .and_then(|code| GRPC_STATUS_NAMES.get(usize::try_from(code).ok()?).copied())
         .unwrap_or("UNKNOWN")
 }
@@ -148,5 +148,5 @@ pub const NOT_GRPC: &str = "none";
 
 /// Parses an HTTP `:status` value.
 pub fn parse_status(value: &[u8]) -> Option<u16> {
-    u16::try_from(crate::json::parse_decimal(value)?).ok()
+    u16::try_from(crate::number::parse_decimal(value)?).ok()
 }

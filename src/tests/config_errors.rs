@@ -430,7 +430,7 @@ fn unbalanced_regex_is_rejected() {
     }
 }
 
-/// Regression (compile.rs, `host_pattern`): an IPv6 literal with a port, `[::1]:8080`, passes the
+/// Regression (names.rs, `host_pattern`): an IPv6 literal with a port, `[::1]:8080`, passes the
 /// port check (it only looks for ':' when the host does not start with '['), yet request hosts
 /// are matched without port, so the policy can never apply. It should be rejected like
 /// `reviews:9080`.

@@ -191,7 +191,7 @@ fn three_thousand_exact_hosts() {
     );
 }
 
-/// Regression (compile.rs `host_pattern` vs request.rs `normalize_host`): a configured host with a
+/// Regression (names.rs `host_pattern` vs request.rs `normalize_host`): a configured host with a
 /// trailing dot (`reviews.`) is accepted, but request hosts lose their trailing dot before
 /// lookup, so the policy never applies. It should either be normalised or rejected.
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

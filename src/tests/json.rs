@@ -1,7 +1,9 @@
 //! The JSON reader: values, strings and escapes, syntax errors with their path and position,
 //! nesting limits, exact decimal numbers; checked against serde_json where both accept.
 
-use crate::json::{fixed_point, parse, quote, FixedError, Value, MAX_DEPTH};
+use crate::error::quote;
+use crate::json::{parse, Value, MAX_DEPTH};
+use crate::number::{fixed_point, FixedError};
 
 use super::to_serde;
 

@@ -5,8 +5,9 @@
 
 use crate::guard::{Event, Format, Guard, Pending, Window};
 use crate::notify::{
-    body, decimal, default_headers, describe, expand, references, Subject, GITHUB_EVENT_TYPE,
+    body, default_headers, describe, expand, references, Subject, GITHUB_EVENT_TYPE,
 };
+use crate::number::scaled;
 use crate::Config;
 
 use super::config;
@@ -124,7 +125,7 @@ fn the_slack_body_is_the_text_with_structured_fields() {
         (7, 0, "7"),
         (u32::MAX, 6, "4294.967295"),
     ] {
-        assert_eq!(decimal(v, scale), want);
+        assert_eq!(scaled(v, scale), want);
     }
 }
 

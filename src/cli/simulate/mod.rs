@@ -1,16 +1,20 @@
 //! `canary-router simulate CONFIG`: one request, or many synthetic users.
 
-use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use canary_router::config::{RawConfig, RawKey};
+use canary_router::config::RawConfig;
 use canary_router::{Config, Decision, Reason, RouteOverride, SimpleRequest, Split, SplitMix64};
-use serde::{Serialize, Serializer};
 
 use super::{
     compile, describe_key, describe_split, key_value, label, percent, read, sources, Io, Proxy,
     Usage, INVALID,
 };
+
+mod output;
+mod request;
+
+use output::{Counts, RequestJson, UntouchedJson, UserJson, UsersJson, VariantJson, Weight};
+use request::RequestSpec;
 
 /// Most synthetic users: each gets its own source address in 10.0.0.0/8.
 const MAX_USERS: u32 = 1 << 24;
@@ -220,194 +224,6 @@ fn route_override(config: &Config, text: &str, io: &mut Io) -> Option<RouteOverr
                 io.err(format!("warning: {e}; route metadata ignored"));
             }
             None
-        }
-    }
-}
-
-/// The request described by the options, before it becomes a [`SimpleRequest`].
-#[derive(Debug, Clone)]
-struct RequestSpec {
-    host: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    cookies: Vec<(String, String)>,
-    query: Vec<(String, String)>,
-    /// A query parameter placed first in the query string (a synthetic user's id).
-    lead_query: Option<(String, String)>,
-    route: Option<String>,
-    source: Option<String>,
-}
-
-impl RequestSpec {
-    fn from_args(args: &Request) -> RequestSpec {
-        RequestSpec {
-            host: args.host.clone(),
-            path: args.path.clone(),
-            headers: args
-                .header
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
-            cookies: args.cookie.clone(),
-            query: args.query.clone(),
-            lead_query: None,
-            route: args.route.clone(),
-            source: args
-                .source_ip
-                .map(|ip| SocketAddr::new(ip, SOURCE_PORT).to_string()),
-        }
-    }
-
-    /// The request of synthetic user number `n`, whose `id` is placed in `key`.
-    fn with_user(&self, key: &RawKey, id: &str, n: u32) -> RequestSpec {
-        let mut s = self.clone();
-        if let Some(h) = &key.header {
-            let h = h.to_ascii_lowercase();
-            s.headers.retain(|(k, _)| *k != h);
-            s.headers.push((h, id.to_string()));
-        } else if let Some(c) = &key.cookie {
-            s.cookies.retain(|(k, _)| k != c);
-            s.cookies.insert(0, (c.clone(), id.to_string()));
-        } else if let Some(q) = &key.query {
-            s.query.retain(|(k, _)| k != q);
-            s.lead_query = Some((q.clone(), id.to_string()));
-        } else {
-            let [_, a, b, c] = n.to_be_bytes();
-            s.source = Some(format!("10.{a}.{b}.{c}:{SOURCE_PORT}"));
-        }
-        s
-    }
-
-    /// The path with the query parameters: the user's first, then the path's own, then
-    /// `--query` in order.
-    fn full_path(&self) -> String {
-        if self.lead_query.is_none() && self.query.is_empty() {
-            return self.path.clone();
-        }
-        let (base, own) = match self.path.split_once('?') {
-            Some((base, own)) => (base, Some(own).filter(|q| !q.is_empty())),
-            None => (self.path.as_str(), None),
-        };
-        let mut parts: Vec<String> = Vec::new();
-        parts.extend(self.lead_query.iter().map(|(k, v)| query_pair(k, v)));
-        parts.extend(own.map(str::to_string));
-        parts.extend(self.query.iter().map(|(k, v)| query_pair(k, v)));
-        format!("{base}?{}", parts.join("&"))
-    }
-
-    fn build(&self) -> SimpleRequest {
-        let mut req = SimpleRequest::new(&self.host, &self.full_path());
-        if !self.cookies.is_empty() {
-            let cookie = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            req = req.header("cookie", &cookie);
-        }
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        req.route_name = self.route.clone();
-        req.source_address = self.source.clone();
-        req
-    }
-}
-
-/// `k=v` with what must be percent-encoded in a query string encoded (`&`, `#`, `+`, `%`,
-/// spaces, non-ASCII, …; `=` too in the name).
-fn query_pair(k: &str, v: &str) -> String {
-    let mut s = String::with_capacity(k.len() + v.len() + 1);
-    encode(k, false, &mut s);
-    s.push('=');
-    encode(v, true, &mut s);
-    s
-}
-
-fn encode(text: &str, equals_ok: bool, out: &mut String) {
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$'()*,;:@/?".contains(&b) || (equals_ok && b == b'=')
-        {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
-
-/// `--json`: the decision for one request.
-#[derive(Serialize)]
-struct RequestJson<'a> {
-    policy: &'a str,
-    variant: &'a str,
-    reason: &'a str,
-    bucket: Option<u16>,
-    set_cookie: Option<String>,
-}
-
-/// `--json --per-user`: one user's line.
-#[derive(Serialize)]
-struct UserJson<'a> {
-    user: &'a str,
-    variant: &'a str,
-    reason: &'a str,
-    bucket: Option<u16>,
-}
-
-/// `--json` when no policy applies: `{"policy": null}`, after the user (`--per-user`) or
-/// before the number of users (`--users`).
-#[derive(Serialize)]
-struct UntouchedJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    policy: (),
-    #[serde(skip_serializing_if = "Option::is_none")]
-    users: Option<u32>,
-}
-
-/// `--json --users`: the split the users got.
-#[derive(Serialize)]
-struct UsersJson<'a> {
-    policy: &'a str,
-    users: u32,
-    sticky_key: Option<String>,
-    enabled: bool,
-    variants: Vec<VariantJson<'a>>,
-    reasons: Counts<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    untouched: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct VariantJson<'a> {
-    name: &'a str,
-    count: u64,
-    /// The share of the users, rounded to 3 decimals.
-    percent: f64,
-    weight: Weight,
-}
-
-/// Counts by name as a JSON object, in the order given (that of [`Reason::ALL`]).
-struct Counts<'a>(Vec<(&'a str, u64)>);
-
-impl Serialize for Counts<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-/// A weight in basis points as a JSON number: 10, or 10.5. Exact: `bp / 100` as a double is
-/// the double nearest to the decimal with at most two decimals, and serde_json writes the
-/// shortest text that reads back as that double, which is the decimal itself.
-struct Weight(u16);
-
-impl Serialize for Weight {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 % 100 == 0 {
-            s.serialize_u16(self.0 / 100)
-        } else {
-            s.serialize_f64(f64::from(self.0) / 100.0)
         }
     }
 }
