@@ -1,10 +1,17 @@
 //! A small, strict JSON reader for configuration documents.
 //!
-//! The filter reads JSON only at configure time (plugin configuration, node metadata), so the
-//! reader is written for size and for errors that help: each error carries the JSON path of the
-//! value being read and its line and column. Numbers are kept as their text, so that weights and
-//! durations are converted exactly (no binary floating point anywhere in the core). Nesting is
-//! bounded by [`MAX_DEPTH`]; the reader never recurses deeper and never panics.
+//! Hand-written, not serde_json (linked by the command, not by the filter): serde_json's `Value`
+//! keeps the last of duplicate members silently and reorders them, turns numbers into floats
+//! (weights must stay exact) and names no JSON path in a syntax error; with `arbitrary_precision`
+//! and `preserve_order` it would still drop duplicates. Measured on the benchmark configuration
+//! (callgrind, native release): this reader 63.5 K instructions, `serde_json::from_str` 40.4 K;
+//! configure time only, so the errors are worth the difference.
+//!
+//! The filter reads JSON only at configure time (plugin configuration, node metadata). Each
+//! error carries the JSON path of the value being read and its line and column. Numbers are kept
+//! as their text, so that weights and durations are converted exactly (no binary floating point
+//! anywhere in the core). Nesting is bounded by [`MAX_DEPTH`]; the reader never recurses deeper
+//! and never panics.
 
 use crate::error::{cat, child, ConfigErrors};
 use crate::number::{decimal, push_decimal};

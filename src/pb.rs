@@ -1,5 +1,9 @@
 //! A minimal protobuf reader for route metadata.
 //!
+//! Hand-written, not prost: one message shape is read (`Metadata` → `Struct`), bounded and
+//! into the core's own JSON `Value`; prost plus the well-known types would be generated code
+//! for the whole `Metadata` and a conversion on top.
+//!
 //! Envoy hands a route's metadata to Wasm as a serialized `envoy.config.core.v3.Metadata`
 //! (property `xds.route_metadata`). Only `filter_metadata` (a map of `google.protobuf.Struct`)
 //! is read; everything else is skipped. Decoding is bounded: malformed input is an error,
