@@ -137,38 +137,30 @@ impl Metrics {
             let at = slot.at;
             for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
                 let labels = [(REASON, reason.as_str())];
-                add(host, c, || {
-                    define(
-                        host,
-                        config,
-                        at,
-                        MetricType::Counter,
-                        REQUESTS_TOTAL,
-                        &labels,
-                    )
-                });
+                add(host, config, at, c, REQUESTS_TOTAL, &labels);
             }
             for (class, grpc, c) in &mut slot.responses {
                 let labels = [(CODE_CLASS, *class), (GRPC_STATUS, *grpc)];
-                add(host, c, || {
-                    define(
-                        host,
-                        config,
-                        at,
-                        MetricType::Counter,
-                        RESPONSES_TOTAL,
-                        &labels,
-                    )
-                });
+                add(host, config, at, c, RESPONSES_TOTAL, &labels);
             }
         }
     }
 }
 
-fn add(host: &impl Stats, c: &mut Counter, define: impl FnOnce() -> Option<u32>) {
+/// Adds a counter's pending count to `metric{policy, variant, labels…}` of `at`, defining it
+/// on first use.
+fn add(
+    host: &impl Stats,
+    config: &Config,
+    at: (usize, usize),
+    c: &mut Counter,
+    metric: &str,
+    labels: &[(&str, &str)],
+) {
     if c.pending == 0 {
         return;
     }
+    let define = || define(host, config, at, MetricType::Counter, metric, labels);
     if let Some(id) = *c.id.get_or_insert_with(define) {
         host.increment_metric(id, i64::from(c.pending));
     }

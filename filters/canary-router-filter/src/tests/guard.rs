@@ -130,3 +130,63 @@ fn a_claim_never_fulfilled_is_taken_over_a_tick_later() {
     root.on_tick();
     assert_eq!(counted(&host), 3);
 }
+
+/// The typical policy with a guard that trips at 20 failed canary requests and notifies a
+/// receiver (one retry).
+fn tripping() -> String {
+    super::TYPICAL.replace(
+        "\"rules\"",
+        "\"guard\": {\"variant\": \"canary\", \"min_requests\": 20, \"max_failure_rate\": 0.05, \
+         \"notify\": {\"cluster\": \"hooks\", \"path\": \"/x\", \"retries\": 1}}, \"rules\"",
+    )
+}
+
+#[test]
+fn a_trip_is_reported_by_the_vm_that_made_it_and_reaches_every_vm() {
+    use canary_router::stats::{
+        tagged_name, GUARD_NOTIFY_FAILURES_TOTAL, GUARD_TRIPPED, GUARD_TRIPS_TOTAL, POLICY, VARIANT,
+    };
+    let store = Rc::new(Store::default());
+    let a = Fake::vm_of(store.clone(), &tripping());
+    let b = Fake::vm_of(store, &tripping());
+    let (mut root_a, mut root_b) = (a.root().unwrap(), b.root().unwrap());
+    let labels = [(POLICY, "reviews"), (VARIANT, "canary")];
+    let trips = tagged_name(GUARD_TRIPS_TOTAL, &labels);
+    let tripped = tagged_name(GUARD_TRIPPED, &labels);
+    assert_eq!((a.metric(&trips), a.metric(&tripped)), (Some(0), Some(0)));
+
+    canary_requests(&a, &root_a, 20, 503);
+    root_a.on_tick();
+    assert_eq!((a.metric(&trips), a.metric(&tripped)), (Some(1), Some(1)));
+    assert!(a.logged(crate::host::LogLevel::Warn, "reviews"));
+    // The notification went out at once.
+    let sent = |host: &Fake| host.http_calls.borrow().len();
+    assert_eq!(sent(&a), 1);
+    assert_eq!(a.http_calls.borrow()[0].cluster, "hooks");
+    // The canary's users now get the baseline.
+    fn variant(host: &Fake, root: &Root<Fake>) -> String {
+        let headers = host.request(root, &[("x-user-id", "dave")], 200);
+        super::fake::values(&headers, "x-canary-variant").join(",")
+    }
+    assert_eq!(variant(&a, &root_a), "stable");
+
+    // B learns of the trip at its next tick, and does not report it again.
+    assert_eq!(variant(&b, &root_b), "canary");
+    root_b.on_tick();
+    assert_eq!(variant(&b, &root_b), "stable");
+    assert_eq!((b.metric(&trips), b.metric(&tripped)), (Some(0), Some(1)));
+    assert_eq!(sent(&b), 0);
+
+    // The receiver fails: one retry after a second, then the failure is counted.
+    let failures = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
+    *a.call_response_headers.borrow_mut() = super::fake::owned(&[(":status", "500")]);
+    root_a.on_http_call_response(1, 1);
+    root_a.on_tick();
+    assert_eq!(sent(&a), 1, "not before the backoff");
+    a.advance_ms(1000);
+    root_a.on_tick();
+    assert_eq!(sent(&a), 2);
+    root_a.on_http_call_response(2, 0);
+    assert_eq!(a.metric(&failures), Some(1));
+    assert!(a.logged(crate::host::LogLevel::Error, "after 2 attempts"));
+}

@@ -105,19 +105,25 @@ fn route_metadata(policy: &str, enabled: bool) -> Vec<u8> {
 
 const ROUTE_METADATA: &[u8] = b"xds\0route_metadata";
 
-#[test]
-fn route_metadata_is_read_once_per_route_until_the_cache_expires() {
+/// A host with route metadata on, and a setter of the route the next requests match.
+fn with_routes() -> (Fake, impl Fn(&Fake, &str, Vec<u8>)) {
     let config = TYPICAL.replace(
         "{\"variant_header\"",
         "{\"route_metadata\": true, \"variant_header\"",
     );
-    let host = Fake::new(&config);
-    let mut root = host.root().unwrap();
-    let set_route = |name: &str, metadata: Vec<u8>| {
+    let set_route = |host: &Fake, name: &str, metadata: Vec<u8>| {
         let mut properties = host.properties.borrow_mut();
         properties.insert(b"xds\0route_name".to_vec(), name.as_bytes().to_vec());
         properties.insert(ROUTE_METADATA.to_vec(), metadata);
     };
+    (Fake::new(&config), set_route)
+}
+
+#[test]
+fn route_metadata_is_read_once_per_route_until_the_cache_expires() {
+    let (host, route) = with_routes();
+    let mut root = host.root().unwrap();
+    let set_route = |name: &str, metadata: Vec<u8>| route(&host, name, metadata);
     let reads = || {
         host.property_reads
             .borrow()
@@ -153,18 +159,9 @@ fn route_metadata_is_read_once_per_route_until_the_cache_expires() {
 
 #[test]
 fn an_invalid_route_override_is_ignored_and_reported_once() {
-    let config = TYPICAL.replace(
-        "{\"variant_header\"",
-        "{\"route_metadata\": true, \"variant_header\"",
-    );
-    let host = Fake::new(&config);
+    let (host, set_route) = with_routes();
     let mut root = host.root().unwrap();
-    host.properties
-        .borrow_mut()
-        .insert(b"xds\0route_name".to_vec(), b"r1".to_vec());
-    host.properties
-        .borrow_mut()
-        .insert(ROUTE_METADATA.to_vec(), route_metadata("nope", false));
+    set_route(&host, "r1", route_metadata("nope", false));
     for _ in 0..2 {
         let headers = host.request(&root, &[("x-user-id", "dave")], 200);
         assert_eq!(values(&headers, "x-canary-variant"), ["canary"]);
