@@ -28,6 +28,9 @@ fi
 log "core unit tests, native"
 cargo test -q -p canary-router
 
+log "filter unit tests, native (fake host: counters, guards' shared data, route cache, decision written)"
+cargo test -q -p canary-router-filter
+
 log "core unit tests, wasm32-unknown-unknown under Node (same answers as native)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
   cargo test -p canary-router --lib --target wasm32-unknown-unknown

@@ -1,13 +1,11 @@
-//! The proxy-wasm ABI 0.2.1 entry points this filter needs, and the contexts behind them.
+//! Hand-written, not the proxy-wasm SDK: the SDK exports every callback, so Envoy calls the response body callback twice more per request: +4.9 K instructions/request (319.7 K → 324.6 K) and +37.6 KB of .wasm.
 //!
-//! Envoy (through proxy-wasm-cpp-host) calls an export only if the module has it; an HTTP
-//! callback the module lacks is a `Continue`. So the module exports just what it uses: context
-//! creation and deletion, configure, tick, request headers, response headers and trailers, log,
-//! the answer to an HTTP call (guard notifications), and the allocator the host hands buffers
-//! through. This replaces the proxy-wasm Rust SDK's
-//! dispatcher, whose trait objects put every default callback and host-call wrapper of the SDK
-//! into the module (about 60 KB of a 160 KB budget; see BENCHMARKS.md) and whose per-callback
-//! lookups cost instructions on every request.
+//! The proxy-wasm ABI 0.2.1 entry points this filter needs, and the contexts behind them
+//! (wasm32 only). Envoy (through proxy-wasm-cpp-host) calls an export only if the module has
+//! it; an HTTP callback the module lacks is a `Continue`. So the module exports just what it
+//! uses: context creation and deletion, configure, tick, request headers, response headers and
+//! trailers, log, the answer to an HTTP call (guard notifications), and the allocator the host
+//! hands buffers through.
 //!
 //! Contexts: root contexts (one per plugin in this VM, parent id 0) and HTTP stream contexts
 //! (parent: their root), each created on `proxy_on_context_create` and dropped on
@@ -19,16 +17,15 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
 
-use crate::{Request, Root};
-
-/// `Action::Continue` of the ABI.
-const CONTINUE: u32 = 0;
+use crate::host::imports::Imports;
+use crate::root::Root;
+use crate::stream::{Action, Stream};
 
 thread_local! {
     /// Root contexts by id: a VM usually serves one plugin.
-    static ROOTS: RefCell<Vec<(u32, Root)>> = const { RefCell::new(Vec::new()) };
+    static ROOTS: RefCell<Vec<(u32, Root<Imports>)>> = const { RefCell::new(Vec::new()) };
     /// HTTP stream contexts by id.
-    static STREAMS: RefCell<HashMap<u32, Request, IdHash>> =
+    static STREAMS: RefCell<HashMap<u32, Stream<Imports>, IdHash>> =
         const { RefCell::new(HashMap::with_hasher(IdHash::new())) };
 }
 
@@ -64,7 +61,7 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 pub extern "C" fn _initialize() {}
 
 /// The host allocates the buffers it returns (headers, properties) in module memory through
-/// this; host.rs takes them back with `Vec::from_raw_parts(ptr, size, size)`.
+/// this; host/imports.rs takes them back with `Vec::from_raw_parts(ptr, size, size)`.
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
     let mut buf: Vec<u8> = Vec::with_capacity(size);
@@ -78,7 +75,7 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
     if parent_id == 0 {
         ROOTS.with(|roots| {
             if let Ok(mut roots) = roots.try_borrow_mut() {
-                roots.push((context_id, Root::new()));
+                roots.push((context_id, Root::new(Imports)));
             }
         });
         return;
@@ -116,22 +113,22 @@ pub extern "C" fn proxy_on_tick(context_id: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
-    with_stream(context_id, CONTINUE, Request::on_request_headers)
+    with_stream(context_id, Action::Continue, Stream::on_request_headers) as u32
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
-    with_stream(context_id, CONTINUE, Request::on_response_headers)
+    with_stream(context_id, Action::Continue, Stream::on_response_headers) as u32
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) -> u32 {
-    with_stream(context_id, CONTINUE, Request::on_response_trailers)
+    with_stream(context_id, Action::Continue, Stream::on_response_trailers) as u32
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
-    with_stream(context_id, (), Request::on_log);
+    with_stream(context_id, (), Stream::on_log);
 }
 
 /// The answer to a guard notification (`proxy_http_call`), delivered to the root context.
@@ -171,7 +168,7 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
     drop(root);
 }
 
-fn with_root<T>(context_id: u32, default: T, f: impl FnOnce(&mut Root) -> T) -> T {
+fn with_root<T>(context_id: u32, default: T, f: impl FnOnce(&mut Root<Imports>) -> T) -> T {
     ROOTS.with(|roots| {
         let Ok(mut roots) = roots.try_borrow_mut() else {
             return default;
@@ -183,7 +180,7 @@ fn with_root<T>(context_id: u32, default: T, f: impl FnOnce(&mut Root) -> T) -> 
     })
 }
 
-fn with_stream<T>(context_id: u32, default: T, f: impl FnOnce(&mut Request) -> T) -> T {
+fn with_stream<T>(context_id: u32, default: T, f: impl FnOnce(&mut Stream<Imports>) -> T) -> T {
     STREAMS.with(|streams| {
         let Ok(mut streams) = streams.try_borrow_mut() else {
             return default;

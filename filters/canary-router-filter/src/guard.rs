@@ -11,6 +11,14 @@
 //! The state lives in shared data under a key that holds the configuration's fingerprint: a
 //! VM that replaces a failed one (`FAIL_RELOAD`) or a new worker reads the same state (an
 //! aborted guard stays aborted), and a new configuration starts afresh.
+//!
+//! Creating a window is claimed first. Envoy creates a missing key on any `set`, whatever
+//! compare-and-swap token it is given, so two VMs that both find a window missing and both
+//! `set` it would each write their own outcomes and one VM's would be lost. A VM that finds
+//! the window missing therefore claims its creation by compare-and-swap on [`TOKEN_KEY`] (which
+//! every VM creates at configure, before any outcome exists) and only the VM whose claim
+//! succeeded creates the window; the others keep their outcomes and merge them into the created
+//! window (`tests/guard.rs` interleaves two VMs at every host call).
 
 use canary_router::guard::{Event, GuardView, Pending, Receiver, Window};
 use canary_router::notify::{body, default_headers, describe, Subject};
@@ -19,10 +27,14 @@ use canary_router::stats::{
 };
 use canary_router::Config;
 
-use crate::host::{self, LogLevel, MetricType, Status};
+use crate::host::{Host, LogLevel, MetricType, SharedData, Stats, Status};
 
 /// Attempts to store a window before the pending outcomes wait for the next tick.
 const CAS_ATTEMPTS: usize = 8;
+
+/// The shared-data key whose value names the window key being created (see the module's
+/// documentation); one for every configuration and policy of the proxy.
+pub const TOKEN_KEY: &str = "canary_router/guard/token";
 
 /// The guards of one configuration, in this VM.
 pub struct Guards {
@@ -41,6 +53,9 @@ struct Entry {
     key: String,
     /// Outcomes recorded in this VM since the last merge.
     pending: Pending,
+    /// The token of another VM's claim to create this window that this VM waited on: still
+    /// unfulfilled a tick later, it is taken over.
+    waited_on: Option<u32>,
 }
 
 /// A change this VM made and must report.
@@ -70,6 +85,7 @@ impl Guards {
                         p.name()
                     ),
                     pending: Pending::default(),
+                    waited_on: None,
                 });
             }
         }
@@ -103,9 +119,18 @@ impl Guards {
 
     /// Empties this configuration's windows in shared data (which has no delete): called when a
     /// different configuration replaces it, so replaced configurations leave only their keys.
-    pub fn release(&self) {
+    pub fn release(&self, host: &impl SharedData) {
         for entry in &self.entries {
-            let _ = host::set_shared_data(&entry.key, &[], 0);
+            let _ = host.set_shared_data(&entry.key, &[], 0);
+        }
+    }
+
+    /// Creates [`TOKEN_KEY`] if this proxy has none yet. Called at configure, before this VM
+    /// records any outcome, so a VM that creates it cannot erase a claim: claims are made on
+    /// later ticks, by VMs that found the key.
+    pub fn create_token(host: &impl SharedData) {
+        if let Ok(None) = host.get_shared_data(TOKEN_KEY) {
+            let _ = host.set_shared_data(TOKEN_KEY, &[], 0);
         }
     }
 
@@ -117,14 +142,20 @@ impl Guards {
     /// Merges pending outcomes into the shared windows and reads back the trip states at
     /// `now_ms` (unix milliseconds). Returns the changes this VM made, to report, and whether
     /// this VM's view of some guard changed (its splits must then be recomputed).
-    pub fn tick(&mut self, config: &Config, now_ms: i64) -> (Vec<Change>, bool) {
+    pub fn tick(
+        &mut self,
+        host: &(impl SharedData + Stats),
+        config: &Config,
+        now_ms: i64,
+    ) -> (Vec<Change>, bool) {
         let mut changes = Vec::new();
         let mut view_changed = false;
         for entry in &mut self.entries {
             let Some(guard) = config.policy(entry.policy).and_then(|p| p.guard()) else {
                 continue;
             };
-            let Some((window, event)) = merge(&entry.key, guard, now_ms, &entry.pending) else {
+            let merged = merge(host, entry, guard, now_ms);
+            let Some((window, event)) = merged else {
                 continue;
             };
             entry.pending = Pending::default();
@@ -141,7 +172,7 @@ impl Guards {
             if let Some(v) = self.views.get_mut(entry.policy) {
                 if *v != view {
                     if v.tripped != view.tripped {
-                        set_tripped_gauge(config, entry.policy, view.tripped);
+                        set_tripped_gauge(host, config, entry.policy, view.tripped);
                     }
                     *v = view;
                     view_changed = true;
@@ -152,17 +183,35 @@ impl Guards {
     }
 }
 
-/// Adds `pending` to the shared window under `key` and judges it; retries when another VM
-/// wrote in between. `None` if the window could not be read or stored (the outcomes stay
-/// pending).
+/// Adds the entry's pending outcomes to its shared window and judges it; retries when another
+/// VM wrote in between. `None` if the window could not be read or stored, or another VM is
+/// creating it (the outcomes stay pending).
 fn merge(
-    key: &str,
+    host: &impl SharedData,
+    entry: &mut Entry,
     guard: &canary_router::guard::Guard,
     now_ms: i64,
-    pending: &Pending,
 ) -> Option<(Window, Option<Event>)> {
+    let (key, pending) = (entry.key.as_str(), &entry.pending);
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = host::shared_data(key)?;
+        let Some((bytes, cas)) = host.get_shared_data(key).ok()? else {
+            let mut window = Window::decode(&[], guard);
+            let event = window.advance(guard, now_ms, pending);
+            if event.is_none() && pending.is_empty() {
+                // Nothing to store: a missing window is an empty one.
+                return Some((window, None));
+            }
+            match claim(host, key, &mut entry.waited_on).ok()? {
+                Claim::Won => {
+                    // No other VM creates the key now: `set` cannot overwrite anyone's outcomes.
+                    host.set_shared_data(key, &window.encode(), 0).ok()?;
+                    return Some((window, event));
+                }
+                Claim::Retry => continue,
+                Claim::Wait => return None,
+            }
+        };
+        entry.waited_on = None;
         let mut window = Window::decode(&bytes, guard);
         let event = window.advance(guard, now_ms, pending);
         if event.is_none() && (pending.is_empty() || window.aborted()) && !bytes.is_empty() {
@@ -170,13 +219,48 @@ fn merge(
             // what it is given).
             return Some((window, None));
         }
-        match host::set_shared_data(key, &window.encode(), cas) {
+        match host.set_shared_data(key, &window.encode(), cas) {
             Ok(()) => return Some((window, event)),
             Err(Status::CAS_MISMATCH) => continue,
             Err(_) => return None,
         }
     }
     None
+}
+
+enum Claim {
+    /// This VM may create the key.
+    Won,
+    /// Something changed in between (the key was created, or another claim made): look again.
+    Retry,
+    /// Another VM claimed the key and is creating it: merge at the next tick.
+    Wait,
+}
+
+/// Claims the creation of the missing window `key` through [`TOKEN_KEY`]: its value names the
+/// key last claimed, and a claim is a compare-and-swap on it. The token is read before the key,
+/// so a claim that succeeds was made with the key still missing after every earlier claim.
+fn claim(host: &impl SharedData, key: &str, waited_on: &mut Option<u32>) -> Result<Claim, Status> {
+    let Some((token, cas)) = host.get_shared_data(TOKEN_KEY)? else {
+        // Made at configure; missing only if the host lost it. Created again, and nothing
+        // claimed on this tick: a creation must never race with a claim.
+        host.set_shared_data(TOKEN_KEY, &[], 0)?;
+        return Ok(Claim::Wait);
+    };
+    if host.get_shared_data(key)?.is_some() {
+        return Ok(Claim::Retry);
+    }
+    if token == key.as_bytes() && *waited_on != Some(cas) {
+        // The claimant's next host call creates the key. The same claim still unfulfilled a
+        // tick later means the claimant failed in between: then this VM claims it again.
+        *waited_on = Some(cas);
+        return Ok(Claim::Wait);
+    }
+    match host.set_shared_data(TOKEN_KEY, key.as_bytes(), cas) {
+        Ok(()) => Ok(Claim::Won),
+        Err(Status::CAS_MISMATCH) => Ok(Claim::Retry),
+        Err(s) => Err(s),
+    }
 }
 
 fn labels(config: &Config, policy: usize) -> Option<[(&'static str, &str); 2]> {
@@ -186,31 +270,31 @@ fn labels(config: &Config, policy: usize) -> Option<[(&'static str, &str); 2]> {
 }
 
 /// Sets `canary_router_guard_tripped{policy, variant}`.
-pub fn set_tripped_gauge(config: &Config, policy: usize, tripped: bool) {
+pub fn set_tripped_gauge(host: &impl Stats, config: &Config, policy: usize, tripped: bool) {
     if let Some(labels) = labels(config, policy) {
         if let Some(id) =
-            host::define_metric(MetricType::Gauge, &tagged_name(GUARD_TRIPPED, &labels))
+            host.define_metric(MetricType::Gauge, &tagged_name(GUARD_TRIPPED, &labels))
         {
-            host::record_metric(id, u64::from(tripped));
+            host.record_metric(id, u64::from(tripped));
         }
     }
 }
 
 /// Defines the guard metrics of every guarded policy (so they exist at 0 before any trip).
-pub fn define_metrics(config: &Config) {
+pub fn define_metrics(host: &impl Stats, config: &Config) {
     for (i, p) in config.policies().iter().enumerate() {
         let Some(labels) = labels(config, i) else {
             continue;
         };
-        let _ = host::define_metric(
+        let _ = host.define_metric(
             MetricType::Counter,
             &tagged_name(GUARD_TRIPS_TOTAL, &labels),
         );
         if p.guard().is_some_and(|g| !g.receivers().is_empty()) {
             let name = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
-            let _ = host::define_metric(MetricType::Counter, &name);
+            let _ = host.define_metric(MetricType::Counter, &name);
         }
-        set_tripped_gauge(config, i, false);
+        set_tripped_gauge(host, config, i, false);
     }
 }
 
@@ -279,6 +363,7 @@ impl Outbox {
     /// Queues the messages a change this VM made calls for, counts a trip and logs it.
     pub fn report(
         &mut self,
+        host: &impl Host,
         config: &Config,
         change: &Change,
         node: &str,
@@ -295,14 +380,14 @@ impl Outbox {
             fingerprint: config.document_fingerprint(),
         };
         if let Event::Tripped { .. } = change.event {
-            if let Some(id) = host::define_metric(
+            if let Some(id) = host.define_metric(
                 MetricType::Counter,
                 &tagged_name(GUARD_TRIPS_TOTAL, &labels),
             ) {
-                host::increment_metric(id, 1);
+                host.increment_metric(id, 1);
             }
         }
-        host::log(LogLevel::Warn, &describe(guard, &change.event, &who));
+        host.log(LogLevel::Warn, &describe(guard, &change.event, &who));
         let failures = tagged_name(GUARD_NOTIFY_FAILURES_TOTAL, &labels);
         for r in guard.receivers() {
             if r.format.wants(&change.event) {
@@ -315,26 +400,26 @@ impl Outbox {
     }
 
     /// Sends the messages that are due.
-    pub fn send_due(&mut self, now_ms: i64) {
+    pub fn send_due(&mut self, host: &impl Host, now_ms: i64) {
         let mut i = 0;
         while i < self.waiting.len() {
             if self.waiting.get(i).is_some_and(|(due, _)| *due <= now_ms) {
                 let (_, message) = self.waiting.swap_remove(i);
-                self.send(message, now_ms);
+                self.send(host, message, now_ms);
             } else {
                 i += 1;
             }
         }
     }
 
-    fn send(&mut self, mut message: Message, now_ms: i64) {
+    fn send(&mut self, host: &impl Host, mut message: Message, now_ms: i64) {
         message.attempts += 1;
         let headers: Vec<(&str, &str)> = message
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        match host::http_call(
+        match host.http_call(
             &message.cluster,
             &headers,
             message.body.as_bytes(),
@@ -342,6 +427,7 @@ impl Outbox {
         ) {
             Ok(token) => self.in_flight.push((token, message)),
             Err(status) => self.failed(
+                host,
                 message,
                 &format!(
                     "cannot send (status {}; is the cluster defined?)",
@@ -354,26 +440,35 @@ impl Outbox {
 
     /// Takes the answer to call `token`: `status` is the answer's `:status`, `None` without
     /// one (timeout, connection failure). Returns false for a token that is not ours.
-    pub fn answered(&mut self, token: u32, status: Option<u16>, now_ms: i64) -> bool {
+    pub fn answered(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        status: Option<u16>,
+        now_ms: i64,
+    ) -> bool {
         let Some(i) = self.in_flight.iter().position(|(t, _)| *t == token) else {
             return false;
         };
         let (_, message) = self.in_flight.swap_remove(i);
         match status {
             Some(200..=299) => {}
-            Some(s) => self.failed(message, &format!("the receiver answered {s}"), now_ms),
-            None => self.failed(message, "no answer (timeout or connection failure)", now_ms),
+            Some(s) => self.failed(host, message, &format!("the receiver answered {s}"), now_ms),
+            None => {
+                let why = "no answer (timeout or connection failure)";
+                self.failed(host, message, why, now_ms);
+            }
         }
         true
     }
 
     /// A failed attempt: queued again after a backoff while retries are left, else logged and
     /// counted.
-    fn failed(&mut self, mut message: Message, why: &str, now_ms: i64) {
+    fn failed(&mut self, host: &impl Host, mut message: Message, why: &str, now_ms: i64) {
         if message.retries_left > 0 {
             message.retries_left -= 1;
             let wait = RETRY_BASE_MS << (message.attempts - 1).min(10);
-            host::log(
+            host.log(
                 LogLevel::Warn,
                 &format!(
                     "canary-router: guard {} failed ({why}); trying again in {} s",
@@ -384,15 +479,15 @@ impl Outbox {
             self.waiting.push((now_ms.saturating_add(wait), message));
             return;
         }
-        host::log(
+        host.log(
             LogLevel::Error,
             &format!(
                 "canary-router: guard notification failed: {} after {} attempts: {why}",
                 message.what, message.attempts
             ),
         );
-        if let Some(id) = host::define_metric(MetricType::Counter, &message.failures) {
-            host::increment_metric(id, 1);
+        if let Some(id) = host.define_metric(MetricType::Counter, &message.failures) {
+            host.increment_metric(id, 1);
         }
     }
 }

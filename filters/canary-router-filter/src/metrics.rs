@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use crate::host::{self, MetricType};
+use crate::host::{MetricType, Stats};
 use canary_router::stats::{
     self, tagged_name, ErrorSource, CODE_CLASS, CONFIG_ERRORS_TOTAL, GRPC_STATUS, POLICY, REASON,
     REQUESTS_TOTAL, RESPONSES_TOTAL, RESPONSE_TIME_MS, SOURCE, VARIANT, WEIGHT,
@@ -107,20 +107,27 @@ impl Metrics {
         });
     }
 
-    pub fn response_time(&self, config: &Config, at: (usize, usize), ms: u64) {
+    pub fn response_time(&self, host: &impl Stats, config: &Config, at: (usize, usize), ms: u64) {
         self.with_slot(at, false, |slot| {
             let id = *slot.response_time.get_or_insert_with(|| {
-                define(config, at, MetricType::Histogram, RESPONSE_TIME_MS, &[])
+                define(
+                    host,
+                    config,
+                    at,
+                    MetricType::Histogram,
+                    RESPONSE_TIME_MS,
+                    &[],
+                )
             });
             if let Some(id) = id {
-                host::record_metric(id, ms);
+                host.record_metric(id, ms);
             }
         });
     }
 
     /// Adds the pending counts to Envoy's counters. Only slots with pending counts are
     /// visited: the cost follows the traffic, not the size of the configuration.
-    pub fn flush(&self, config: &Config) {
+    pub fn flush(&self, host: &impl Stats, config: &Config) {
         let mut slots = self.slots.borrow_mut();
         for i in self.dirty.borrow_mut().drain(..) {
             let Some(slot) = slots.get_mut(i) else {
@@ -130,32 +137,39 @@ impl Metrics {
             let at = slot.at;
             for (reason, c) in Reason::ALL.iter().zip(slot.requests.iter_mut()) {
                 let labels = [(REASON, reason.as_str())];
-                add(c, || {
-                    define(config, at, MetricType::Counter, REQUESTS_TOTAL, &labels)
-                });
+                add(host, config, at, c, REQUESTS_TOTAL, &labels);
             }
             for (class, grpc, c) in &mut slot.responses {
                 let labels = [(CODE_CLASS, *class), (GRPC_STATUS, *grpc)];
-                add(c, || {
-                    define(config, at, MetricType::Counter, RESPONSES_TOTAL, &labels)
-                });
+                add(host, config, at, c, RESPONSES_TOTAL, &labels);
             }
         }
     }
 }
 
-fn add(c: &mut Counter, define: impl FnOnce() -> Option<u32>) {
+/// Adds a counter's pending count to `metric{policy, variant, labels…}` of `at`, defining it
+/// on first use.
+fn add(
+    host: &impl Stats,
+    config: &Config,
+    at: (usize, usize),
+    c: &mut Counter,
+    metric: &str,
+    labels: &[(&str, &str)],
+) {
     if c.pending == 0 {
         return;
     }
+    let define = || define(host, config, at, MetricType::Counter, metric, labels);
     if let Some(id) = *c.id.get_or_insert_with(define) {
-        host::increment_metric(id, i64::from(c.pending));
+        host.increment_metric(id, i64::from(c.pending));
     }
     c.pending = 0;
 }
 
 /// Defines `metric{policy, variant, extra…}` for the policy and variant at `at`.
 fn define(
+    host: &impl Stats,
     config: &Config,
     at: (usize, usize),
     kind: MetricType,
@@ -166,59 +180,62 @@ fn define(
     let v = p.variant(at.1)?;
     let mut labels = vec![(POLICY, p.name()), (VARIANT, v.name())];
     labels.extend_from_slice(extra);
-    host::define_metric(kind, &tagged_name(metric, &labels))
+    host.define_metric(kind, &tagged_name(metric, &labels))
 }
 
 /// Sets `canary_router_weight` for every policy and variant of `config` from the splits in
 /// force (`live`, with ramps applied); a gauge of the previous configuration that `config` no
 /// longer has is set to 0. Returns the gauges set.
-pub fn set_weights(config: &Config, live: &[Split], previous: &[String]) -> Vec<String> {
+pub fn set_weights(
+    host: &impl Stats,
+    config: &Config,
+    live: &[Split],
+    previous: &[String],
+) -> Vec<String> {
     let mut names = Vec::new();
     for (i, p) in config.policies().iter().enumerate() {
         let split = live.get(i).unwrap_or(p.split());
         for (v, w) in p.variants().iter().zip(split.weights_bp()) {
             let name = tagged_name(WEIGHT, &[(POLICY, p.name()), (VARIANT, v.name())]);
-            if let Some(id) = host::define_metric(MetricType::Gauge, &name) {
-                host::record_metric(id, u64::from(*w));
+            if let Some(id) = host.define_metric(MetricType::Gauge, &name) {
+                host.record_metric(id, u64::from(*w));
             }
             names.push(name);
         }
     }
     for old in previous.iter().filter(|o| !names.contains(o)) {
-        if let Some(id) = host::define_metric(MetricType::Gauge, old) {
-            host::record_metric(id, 0);
+        if let Some(id) = host.define_metric(MetricType::Gauge, old) {
+            host.record_metric(id, 0);
         }
     }
     names
 }
 
 /// Counts configuration problems by source.
-pub fn config_errors(source: ErrorSource, n: usize) {
+pub fn config_errors(host: &impl Stats, source: ErrorSource, n: usize) {
     if n == 0 {
         return;
     }
     let name = tagged_name(CONFIG_ERRORS_TOTAL, &[(SOURCE, source.as_str())]);
-    if let Some(id) = host::define_metric(MetricType::Counter, &name) {
-        host::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    if let Some(id) = host.define_metric(MetricType::Counter, &name) {
+        host.increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
 /// Defines every config error counter at 0, so dashboards see the series before any error.
-pub fn define_config_errors() {
+pub fn define_config_errors(host: &impl Stats) {
     for source in ErrorSource::ALL {
         let name = tagged_name(CONFIG_ERRORS_TOTAL, &[(SOURCE, source.as_str())]);
-        let _ = host::define_metric(MetricType::Counter, &name);
+        let _ = host.define_metric(MetricType::Counter, &name);
     }
 }
 
 /// Sets `canary_router_vm_memory_bytes`: this VM's linear memory (it only grows, so a leak
 /// shows as growth).
-pub fn vm_memory() {
-    #[cfg(target_arch = "wasm32")]
-    {
-        let bytes = core::arch::wasm32::memory_size(0) as u64 * 65_536;
-        if let Some(id) = host::define_metric(MetricType::Gauge, stats::VM_MEMORY_BYTES) {
-            host::record_metric(id, bytes);
+pub fn vm_memory(host: &impl Stats) {
+    if let Some(bytes) = host.vm_memory_bytes() {
+        if let Some(id) = host.define_metric(MetricType::Gauge, stats::VM_MEMORY_BYTES) {
+            host.record_metric(id, bytes);
         }
     }
 }
