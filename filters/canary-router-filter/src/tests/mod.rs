@@ -19,7 +19,7 @@ const TYPICAL: &str = r#"{"variant_header": "x-canary-variant", "policies": [{
     "variants": [{"name": "canary", "weight": 10}, {"name": "stable", "weight": 90}],
     "sticky": {
         "keys": [{"header": "x-user-id"}, {"cookie": "session"}],
-        "cookie": {"name": "canary-id", "max_age": 86400, "path": "/", "http_only": true,
+        "cookie": {"name": "canary-id", "max_age": 86400, "http_only": true,
                    "same_site": "Lax"}
     },
     "rules": [{"variant": "canary", "match": [{"header": "x-beta", "exact": "true"}]}]
