@@ -20,6 +20,7 @@ pub(super) fn parse(pattern: &str) -> Result<Node, String> {
         chars: pattern.chars().collect(),
         pos: 0,
         depth: 0,
+        names: Vec::new(),
     };
     let node = parser.alternation(Flags::default())?;
     if parser.pos < parser.chars.len() {
@@ -52,7 +53,7 @@ struct Flags {
 }
 
 /// The parsed pattern, in RE2's reading: flags already applied (case folding spelled out in
-/// literals and classes), classes as sorted ranges.
+/// literals and classes), classes as ranges.
 #[derive(Debug)]
 pub(super) enum Node {
     Empty,
@@ -81,6 +82,8 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     depth: usize,
+    /// Names of the groups so far (a name given twice is refused, in RE2 and regex-lite).
+    names: Vec<String>,
 }
 
 impl Parser {
@@ -231,33 +234,28 @@ impl Parser {
                 {
                     self.pos += 1;
                 }
-                if self.pos == start || !self.eat('>') {
+                let name: String = self
+                    .chars
+                    .get(start..self.pos)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect();
+                // A leading digit: RE2 takes it, regex-lite does not.
+                if name.is_empty()
+                    || name.starts_with(|c: char| c.is_ascii_digit())
+                    || !self.eat('>')
+                {
                     return Err(self.error("invalid group name"));
                 }
+                if self.names.contains(&name) {
+                    return Err(self.error(&cat(&["duplicate group name ", &name])));
+                }
+                self.names.push(name);
             } else {
-                let mut on = true;
-                loop {
-                    let Some(c) = self.peek() else {
-                        return Err(self.error("unclosed group flags"));
-                    };
-                    self.pos += 1;
-                    match c {
-                        '-' => on = false,
-                        'i' => inner.fold = on,
-                        's' => inner.dot_nl = on,
-                        'm' => inner.multi_line = on,
-                        'U' => {}
-                        ':' => break,
-                        ')' => {
-                            *flags = inner;
-                            return Ok(None);
-                        }
-                        _ => {
-                            let mut flag = String::from("unsupported flag ");
-                            flag.push_str(&crate::json::quote(c.encode_utf8(&mut [0; 4])));
-                            return Err(self.error(&flag));
-                        }
-                    }
+                self.flags(&mut inner)?;
+                if self.chars.get(self.pos.wrapping_sub(1)) == Some(&')') {
+                    *flags = inner;
+                    return Ok(None);
                 }
             }
         }
@@ -272,6 +270,43 @@ impl Parser {
             Node::Repeat { .. } => Node::Concat(vec![node]),
             node => node,
         }))
+    }
+
+    /// After `(?`: flags up to `:` or `)` (consumed). regex-lite refuses an empty `(?)`, a
+    /// flag or `-` given twice, and a trailing `-`; so does the pre-check.
+    fn flags(&mut self, inner: &mut Flags) -> Result<(), String> {
+        let (mut on, mut seen, mut after_dash) = (true, String::new(), false);
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.error("unclosed group flags"));
+            };
+            self.pos += 1;
+            match c {
+                '-' if !on => return Err(self.error("repeated '-' in group flags")),
+                '-' => (on, after_dash) = (false, true),
+                'i' | 's' | 'm' | 'U' if seen.contains(c) => {
+                    return Err(self.error(&cat(&["repeated flag ", c.encode_utf8(&mut [0; 4])])))
+                }
+                'i' | 's' | 'm' | 'U' => {
+                    seen.push(c);
+                    after_dash = false;
+                    match c {
+                        'i' => inner.fold = on,
+                        's' => inner.dot_nl = on,
+                        'm' => inner.multi_line = on,
+                        _ => {}
+                    }
+                }
+                ':' | ')' if after_dash => return Err(self.error("group flags end with '-'")),
+                ')' if seen.is_empty() => return Err(self.error("empty flag group '(?)'")),
+                ':' | ')' => return Ok(()),
+                _ => {
+                    let mut flag = String::from("unsupported flag ");
+                    flag.push_str(&crate::json::quote(c.encode_utf8(&mut [0; 4])));
+                    return Err(self.error(&flag));
+                }
+            }
+        }
     }
 
     fn atom(&mut self, flags: Flags) -> Result<Node, String> {
@@ -418,10 +453,8 @@ impl Parser {
             }
             ranges.append(&mut folded);
         }
-        Ok(Node::Class {
-            ranges: normalize(ranges),
-            negated,
-        })
+        // Unsorted, possibly overlapping: regex-lite sorts and merges.
+        Ok(Node::Class { ranges, negated })
     }
 
     /// Refuses `--`, `&&` and `~~` at the current position of a class: set operations in Rust
@@ -541,26 +574,11 @@ fn concat(mut items: Vec<Node>) -> Node {
     }
 }
 
-/// Sorted, merged ranges.
-fn normalize(mut ranges: Vec<(char, char)>) -> Vec<(char, char)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
-    for &(lo, hi) in &ranges {
-        match out.last_mut() {
-            Some(last) if (lo as u32) <= (last.1 as u32).saturating_add(1) => {
-                last.1 = last.1.max(hi)
-            }
-            _ => out.push((lo, hi)),
-        }
-    }
-    out
-}
-
-/// The characters not in `set`.
+/// The characters not in `set` (sorted, disjoint ranges: the constant sets below).
 fn complement(set: Vec<(char, char)>) -> Vec<(char, char)> {
     let mut out = Vec::new();
     let mut next: u32 = 0;
-    for &(lo, hi) in &normalize(set) {
+    for &(lo, hi) in &set {
         if (lo as u32) > next {
             push_range(&mut out, next, lo as u32 - 1);
         }
