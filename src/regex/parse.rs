@@ -414,6 +414,7 @@ impl Parser {
                 self.posix(&mut ranges)?;
                 continue;
             }
+            self.no_nested_class()?;
             let lo = self.class_char()?;
             let lo = match lo {
                 Escaped::Char(c) => c,
@@ -427,6 +428,7 @@ impl Parser {
             if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
                 self.no_set_operator()?;
                 self.pos += 1;
+                self.no_nested_class()?;
                 let Escaped::Char(hi) = self.class_char()? else {
                     return Err(self.error("invalid range in character class"));
                 };
@@ -472,6 +474,17 @@ impl Parser {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Refuses an unescaped `[` in a class (other than `[:name:]`): a literal in RE2, a nested
+    /// class in Rust `regex` (`[a[b]c]` is `a`, `[`, `b` then `c]` in RE2, `a`, `b`, `c` there).
+    fn no_nested_class(&self) -> Result<(), String> {
+        if self.peek() == Some('[') {
+            return Err(self.error(
+                "ambiguous '[' in a character class (a nested class in Rust regex); escape it",
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses `[]-x]` and `[^]-x]`: a leading `]` starts the range `]`..`x` in RE2 but is a

@@ -130,3 +130,32 @@ fn range_from_a_leading_bracket_is_refused() {
         assert!(!lite.is_match(no), "regex-lite: {pattern:?} on {no:?}");
     }
 }
+
+/// regex: an unescaped `[` inside a class was the literal `[` (RE2's reading); in Rust `regex`
+/// and regex-lite it opens a nested class, so `[a[b]c]` is `a`, `[`, `b` then `c]` in RE2 but
+/// one class of `a`, `b`, `c` in Rust. Found once the fuzz target asked that every accepted
+/// pattern be regex-lite syntax. Now refused, `[:name:]` aside.
+/// (tests/fuzz/regressions/regex/nested-class)
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn unescaped_bracket_in_a_class_is_refused() {
+    for (pattern, at) in [
+        ("(?i)[\u{1b}-c\u{1d}[\u{1b}-c]+1", 9),
+        ("[a[b]c]", 2),
+        ("[[]", 1),
+        ("[a-[]", 3),
+    ] {
+        assert_eq!(
+            Regex::new(pattern).unwrap_err(),
+            format!("ambiguous '[' in a character class (a nested class in Rust regex); escape it at position {at}"),
+            "{pattern:?}"
+        );
+    }
+    // Escaped, or a POSIX class, it reads the same everywhere.
+    for (pattern, yes, no) in [("[a\\[]+", "[a", "b"), ("[[:digit:]x]+", "1x", "y")] {
+        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+        let lite = super::regex::reference(pattern).unwrap();
+        assert!(re.is_full_match(yes) && lite.is_match(yes), "{pattern:?} on {yes:?}");
+        assert!(!re.is_full_match(no) && !lite.is_match(no), "{pattern:?} on {no:?}");
+    }
+}
