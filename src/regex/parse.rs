@@ -420,12 +420,12 @@ impl Parser {
                 Escaped::Char(c) => c,
                 Escaped::Class(set, neg) => {
                     ranges.append(&mut if neg { complement(set) } else { set });
+                    self.no_range_from_class()?;
                     continue;
                 }
                 Escaped::Look(_) => return Err(self.error("anchor in a character class")),
             };
-            // A range `lo-hi`, unless the '-' is last (`[a-]`).
-            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']') {
+            if self.range_follows() {
                 self.no_set_operator()?;
                 self.pos += 1;
                 self.no_nested_class()?;
@@ -473,6 +473,21 @@ impl Parser {
                 ])))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Whether a range's `-` follows: not when last (`[a-]`).
+    fn range_follows(&self) -> bool {
+        self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|c| *c != ']')
+    }
+
+    /// Refuses a range from `\d`, `\w`, `\s` or a negation: the literals `-` and `z` after the
+    /// class in RE2 (and in this parser before), an error in regex-lite (`[\d-z]`). After
+    /// `[:alpha:]` both read a literal `-`.
+    fn no_range_from_class(&self) -> Result<(), String> {
+        match self.range_follows() {
+            true => Err(self.error("invalid range in character class: it starts with a class")),
+            false => Ok(()),
         }
     }
 
