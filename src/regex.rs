@@ -21,6 +21,7 @@
 //! exactly what RE2 would, including where regex-lite's own reading differs (it folds case in
 //! `(?i)[A-c]` only for `a`..`c`, RE2 for every letter).
 
+mod classes;
 mod parse;
 
 use parse::{Look, Node};

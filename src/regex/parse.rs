@@ -5,6 +5,7 @@
 
 use crate::error::{cat, decimal};
 
+use super::classes::{complement, DIGIT, POSIX, SPACE, WORD};
 use super::{MAX_NEST, MAX_PATTERN, MAX_REPEAT};
 
 /// Most repetition operators applied in a row (`a**` is two).
@@ -561,28 +562,6 @@ enum Escaped {
     Look(Look),
 }
 
-const DIGIT: [(char, char); 1] = [('0', '9')];
-const WORD: [(char, char); 4] = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
-const SPACE: [(char, char); 2] = [('\t', '\r'), (' ', ' ')];
-
-/// The `[:name:]` classes (ASCII, as in RE2).
-const POSIX: [(&str, &[(char, char)]); 14] = [
-    ("alnum", &[('0', '9'), ('A', 'Z'), ('a', 'z')]),
-    ("alpha", &[('A', 'Z'), ('a', 'z')]),
-    ("ascii", &[('\0', '\u{7f}')]),
-    ("blank", &[('\t', '\t'), (' ', ' ')]),
-    ("cntrl", &[('\0', '\u{1f}'), ('\u{7f}', '\u{7f}')]),
-    ("digit", &DIGIT),
-    ("graph", &[('!', '~')]),
-    ("lower", &[('a', 'z')]),
-    ("print", &[(' ', '~')]),
-    ("punct", &[('!', '/'), (':', '@'), ('[', '`'), ('{', '~')]),
-    ("space", &SPACE),
-    ("upper", &[('A', 'Z')]),
-    ("word", &WORD),
-    ("xdigit", &[('0', '9'), ('A', 'F'), ('a', 'f')]),
-];
-
 fn literal(c: char, flags: Flags) -> Node {
     if flags.fold && c.is_ascii_alphabetic() {
         Node::Char {
@@ -599,30 +578,5 @@ fn concat(mut items: Vec<Node>) -> Node {
         0 => Node::Empty,
         1 => items.pop().unwrap_or(Node::Empty),
         _ => Node::Concat(items),
-    }
-}
-
-/// The characters not in `set` (sorted, disjoint ranges: the constant sets below).
-fn complement(set: Vec<(char, char)>) -> Vec<(char, char)> {
-    let mut out = Vec::new();
-    let mut next: u32 = 0;
-    for &(lo, hi) in &set {
-        if (lo as u32) > next {
-            push_range(&mut out, next, lo as u32 - 1);
-        }
-        next = hi as u32 + 1;
-    }
-    push_range(&mut out, next, char::MAX as u32);
-    out
-}
-
-/// Pushes `lo..=hi` minus the surrogate gap (not characters).
-fn push_range(out: &mut Vec<(char, char)>, lo: u32, hi: u32) {
-    for (a, b) in [(lo, hi.min(0xD7FF)), (lo.max(0xE000), hi)] {
-        if let (Some(a), Some(b)) = (char::from_u32(a), char::from_u32(b)) {
-            if a <= b {
-                out.push((a, b));
-            }
-        }
     }
 }

@@ -155,8 +155,14 @@ fn unescaped_bracket_in_a_class_is_refused() {
     for (pattern, yes, no) in [("[a\\[]+", "[a", "b"), ("[[:digit:]x]+", "1x", "y")] {
         let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
         let lite = super::regex::reference(pattern).unwrap();
-        assert!(re.is_full_match(yes) && lite.is_match(yes), "{pattern:?} on {yes:?}");
-        assert!(!re.is_full_match(no) && !lite.is_match(no), "{pattern:?} on {no:?}");
+        assert!(
+            re.is_full_match(yes) && lite.is_match(yes),
+            "{pattern:?} on {yes:?}"
+        );
+        assert!(
+            !re.is_full_match(no) && !lite.is_match(no),
+            "{pattern:?} on {no:?}"
+        );
     }
 }
 
@@ -179,7 +185,13 @@ fn range_from_a_class_is_refused() {
     for (pattern, yes, no) in [("[\\d-]+", "1-2", "a"), ("[[:digit:]-z]+", "1-z", "y")] {
         let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
         let lite = super::regex::reference(pattern).unwrap();
-        assert!(re.is_full_match(yes) && lite.is_match(yes), "{pattern:?} on {yes:?}");
-        assert!(!re.is_full_match(no) && !lite.is_match(no), "{pattern:?} on {no:?}");
+        assert!(
+            re.is_full_match(yes) && lite.is_match(yes),
+            "{pattern:?} on {yes:?}"
+        );
+        assert!(
+            !re.is_full_match(no) && !lite.is_match(no),
+            "{pattern:?} on {no:?}"
+        );
     }
 }
