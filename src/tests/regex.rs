@@ -458,7 +458,8 @@ fn regex_lite_compiles_the_spelled_reading() {
 }
 
 /// A value longer than [`MAX_MATCH_INPUT`] bytes does not match: a request's cost is bounded
-/// whatever the pattern (regex-lite is linear, but ~2 500 instructions a byte on `(a+)+b`).
+/// whatever the pattern (regex-lite is linear, but up to ~1 800 instructions a byte on `(a+)+b`
+/// and the like).
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn values_over_the_length_bound_do_not_match() {
