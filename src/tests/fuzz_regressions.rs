@@ -43,8 +43,9 @@ fn class_set_operators_are_refused() {
 
 /// regex: not a bug of the engine, a gap of the reference. `(?i)[\x1b-c]` holds `A`..`Z`, so
 /// it matches `x` case-insensitively in RE2 and Rust `regex`; regex-lite answers no (it folds
-/// only ranges within letters). The engine keeps RE2's answer; the fuzz target asks `regex`
-/// when the two disagree. (tests/fuzz/regressions/regex/regex-lite-case-fold-range)
+/// only ranges within letters). The core keeps RE2's answer (the pre-check hands regex-lite the
+/// folded class spelled out); the fuzz target asks `regex` when the two disagree.
+/// (tests/fuzz/regressions/regex/regex-lite-case-fold-range)
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn case_folding_of_ranges_that_span_letters() {
