@@ -43,8 +43,8 @@ pub const MAX_PROGRAM: usize = 20_000;
 pub const MAX_COMPILED_BYTES: usize = 1 << 20;
 /// Longest value a regex condition is run on, in bytes: a longer value does not match. Bounds
 /// what a request can cost whatever its values: regex-lite is linear but slow, 770 to 1 800
-/// instructions per byte on `(a+)+b` and the like (BENCHMARKS.md, "Rule regexes"), so 3 to 7 M
-/// at this length where a 50 000-byte header cost 126 M.
+/// instructions per byte on `(a+)+b` and the like natively, 2 100 in the filter (BENCHMARKS.md,
+/// "Rule regexes"), so 3 to 9 M at this length where a 50 000-byte header cost 126 M.
 pub const MAX_MATCH_INPUT: usize = 4096;
 
 /// A compiled pattern that matches whole values.
