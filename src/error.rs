@@ -8,9 +8,7 @@
 
 use std::fmt;
 
-// Re-exported for code written against the old paths (the decoders in `config.rs`,
-// `regex.rs`); their home is `crate::number`.
-pub(crate) use crate::number::{decimal, push_decimal};
+use crate::number::push_decimal;
 
 /// One problem in a configuration, located by its JSON path (`policies[0].variants[1].weight`).
 #[derive(Debug, Clone, PartialEq, Eq)]

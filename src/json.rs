@@ -13,13 +13,8 @@
 //! anywhere in the core). Nesting is bounded by [`MAX_DEPTH`]; the reader never recurses deeper
 //! and never panics.
 
-use crate::error::{cat, child, ConfigErrors};
-use crate::number::{decimal, push_decimal};
-
-// Re-exported for code written before quoting and numbers had homes of their own (the decoders
-// in `config.rs`, `regex.rs`); new code imports them from `crate::error` and `crate::number`.
-pub use crate::error::quote;
-pub use crate::number::parse_decimal;
+use crate::error::{cat, child, quote, ConfigErrors};
+use crate::number::{decimal, parse_decimal, push_decimal};
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 64;

@@ -350,6 +350,10 @@ fn none() -> SimpleRequest {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn rule_operators() {
+    // Values at and over the length a regex condition is run on (bytes, not characters).
+    let cap = crate::regex::MAX_MATCH_INPUT;
+    let (at_cap, over_cap) = ("a".repeat(cap), "a".repeat(cap + 1));
+    let (e_at_cap, e_over_cap) = ("é".repeat(cap / 2), "é".repeat(cap / 2 + 1));
     // (condition, request, holds)
     #[rustfmt::skip]
     let cases: Vec<(&str, SimpleRequest, bool)> = vec![
@@ -381,6 +385,13 @@ fn rule_operators() {
         (r#"{"header":"x-h","regex":"a|b"}"#, h("x-h", "ab"), false),
         (r#"{"header":"x-h","regex":"(?i)beta"}"#, h("x-h", "BeTa"), true),
         (r#"{"header":"x-h","regex":".*"}"#, none(), false),
+        // regex: a value longer than MAX_MATCH_INPUT bytes does not match (docs/configuration.md).
+        (r#"{"header":"x-h","regex":"a*"}"#, h("x-h", &at_cap), true),
+        (r#"{"header":"x-h","regex":"a*"}"#, h("x-h", &over_cap), false),
+        (r#"{"header":"x-h","regex":"(a+)+"}"#, h("x-h", &over_cap), false),
+        (r#"{"header":"x-h","regex":"é+"}"#, h("x-h", &e_at_cap), true),
+        (r#"{"header":"x-h","regex":"é+"}"#, h("x-h", &e_over_cap), false),
+        (r#"{"cookie":"ab","regex":".*"}"#, h("cookie", &format!("ab={over_cap}")), false),
         // Cookies.
         (r#"{"cookie":"ab","exact":"never"}"#, h("cookie", "x=1; ab=never"), true),
         (r#"{"cookie":"ab","exact":"never"}"#, h("cookie", "ab=\"never\""), true),

@@ -1,8 +1,12 @@
-//! The regex engine against the `regex-lite` crate (anchored as `^(?:…)$`, as rules match whole
-//! values): the same patterns are accepted or refused, and accepted ones answer the same for
-//! every input. Then the limits, and linear time on the classic pathological cases.
+//! Rule regexes (the pre-check's reading, compiled by regex-lite) against regex-lite on the
+//! user's own pattern (anchored as `^(?:…)$`, as rules match whole values): the same patterns are
+//! accepted or refused, and accepted ones answer the same for every input. Then where RE2 and
+//! regex-lite part ways (the pre-check refuses), the limits, the length bound, and linear time
+//! on the classic pathological cases.
 
-use crate::regex::{Regex, MAX_NEST, MAX_PATTERN, MAX_REPEAT};
+use crate::regex::{
+    Regex, MAX_COMPILED_BYTES, MAX_MATCH_INPUT, MAX_NEST, MAX_PATTERN, MAX_PROGRAM, MAX_REPEAT,
+};
 
 /// Patterns both engines must agree on (accepted, and the same answer on every input).
 const PATTERNS: &[&str] = &[
@@ -334,7 +338,7 @@ fn pathological_patterns_are_linear() {
         ("(\\w+\\s?)*$", &with_b, true),
     ] {
         let re = Regex::new(pattern).unwrap();
-        assert_eq!(re.is_full_match(input), want, "{pattern}");
+        assert_eq!(re.is_full_match_any_length(input), want, "{pattern}");
     }
 }
 
@@ -354,87 +358,158 @@ fn reuse_between_matches() {
     }
 }
 
-/// The bit-parallel run (programs of up to 64 instructions without line or word assertions)
-/// and the Pike VM give the same answer on every pattern of these tests and on generated ones;
-/// longer programs and those with `\b` or `(?m)` anchors use the Pike VM.
+/// Where RE2 (Envoy's `safe_regex`) and regex-lite part ways, the pre-check refuses, so that a
+/// pattern means here what it means in Envoy. The RE2 column is RE2's documented reading
+/// (github.com/google/re2/wiki/Syntax); regex-lite's is checked.
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
-fn bit_parallel_run_answers_as_the_pike_vm() {
-    // The pieces above and more anchors, flags and classes.
-    const MORE: &[&str] = &[
-        "\\A",
-        "\\z",
-        "(?i)A",
-        "(?i:[A-B])",
-        "(?s).",
-        "\\d",
-        "[[:space:]]",
-        "é",
-        "(a*|b)+",
-        "x{0,3}",
+fn dialect_differences_are_refused() {
+    #[rustfmt::skip]
+    // (pattern, RE2's reading, regex-lite accepts it, the pre-check's reason)
+    let cases: &[(&str, &str, bool, &str)] = &[
+        ("\\<a", "the literal '<'", true, "unsupported escape \\<"),
+        ("a\\>", "the literal '>'", true, "unsupported escape \\>"),
+        ("[--a]", "the range '-'..'a'", true, "ambiguous '--'"),
+        ("[a&&b]", "the literals 'a', '&', 'b'", false, "ambiguous '&&'"),
+        ("[]-a]", "the range ']'..'a'", true, "ambiguous range after a leading ']'"),
+        ("a(?i)+", "an error", true, "repetition operator missing expression"),
+        ("(?x)a b", "an error (no x flag)", true, "unsupported flag \"x\""),
+        ("(?R)a", "an error (no R flag)", true, "unsupported flag \"R\""),
+        ("a{1001}", "an error (counts up to 1000)", true, "repetition count exceeds 1000"),
+        ("\\pL", "Unicode letters", false, "unsupported escape \\p"),
+        ("\\p{Greek}", "Unicode Greek", false, "unsupported escape \\p"),
+        ("\\Qa.b\\E", "the literal text 'a.b'", false, "unsupported escape \\Q"),
+        ("\\C", "any byte", false, "unsupported escape \\C"),
+        ("a{,3}", "the literal text 'a{,3}'", false, "expected a number"),
+        ("a{2", "the literal text 'a{2'", false, "expected '}'"),
+        ("(?i-)a", "an error", false, "group flags end with '-'"),
+        ("(?)a", "an empty flag group", false, "empty flag group"),
+        ("(?P<1a>x)", "a group named '1a'", false, "invalid group name"),
     ];
-    let pieces: Vec<&str> = PIECES.iter().chain(MORE).copied().collect();
-    let mut rng = crate::SplitMix64::new(11);
-    use crate::Random;
-    let (mut checked, mut bit) = (0, 0);
-    let mut patterns: Vec<String> = PATTERNS.iter().map(|p| p.to_string()).collect();
-    for _ in 0..600 {
-        let n = 1 + (rng.next_u64() % 5) as usize;
-        patterns.push(
-            (0..n)
-                .map(|_| pieces[(rng.next_u64() % pieces.len() as u64) as usize])
-                .collect(),
+    for (pattern, _re2, lite_accepts, want) in cases {
+        match Regex::new(pattern) {
+            Ok(_) => panic!("{pattern:?} should be refused"),
+            Err(e) => assert!(e.contains(want), "{pattern:?}: {e}"),
+        }
+        assert_eq!(
+            reference(pattern).is_some(),
+            *lite_accepts,
+            "regex-lite on {pattern:?}"
         );
     }
-    for pattern in &patterns {
-        let Ok(re) = Regex::new(pattern) else {
-            continue;
-        };
-        bit += usize::from(re.is_bit_parallel());
-        let mut inputs: Vec<String> = INPUTS.iter().map(|i| i.to_string()).collect();
-        for len in 0..7 {
-            for _ in 0..8 {
-                inputs.push(
-                    (0..len)
-                        .map(|_| {
-                            ['a', 'b', 'A', 'x', ' ', '\n', '1', 'é'][(rng.next_u64() % 8) as usize]
-                        })
-                        .collect(),
-                );
-            }
-        }
-        for input in &inputs {
-            assert_eq!(
-                re.is_full_match(input),
-                re.is_full_match_pike_vm(input),
-                "pattern {pattern:?} on {input:?}"
-            );
-            checked += 1;
-        }
-    }
-    assert!(
-        bit > patterns.len() / 2,
-        "{bit} of {} bit-parallel",
-        patterns.len()
-    );
-    assert!(checked > 30_000, "{checked}");
+}
 
-    // Which programs run bit-parallel.
-    for (pattern, bits) in [
-        ("(a+)+b", true),
-        ("^user-[0-9]+$", true),
-        ("a{63}", true),  // 63 instructions and Match
-        ("a{64}", false), // 65
-        ("\\bword", false),
-        ("(?m)^a$", false),
+/// Refused because regex-lite refuses them (RE2 takes some of them): a flag group with no flag,
+/// a flag or '-' given twice, a trailing '-', a group name starting with a digit or given twice.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn flag_and_name_refusals_name_the_position() {
+    for (pattern, want) in [
+        ("(?)", "empty flag group '(?)' at position 3"),
+        ("a(?-)b", "group flags end with '-' at position 5"),
+        ("(?i-:a)", "group flags end with '-' at position 5"),
+        ("(?ii)a", "repeated flag i at position 4"),
+        ("(?i-i)a", "repeated flag i at position 5"),
+        ("(?--i)a", "repeated '-' in group flags at position 4"),
+        ("(?-i-s)a", "repeated '-' in group flags at position 5"),
+        ("(?P<1a>x)", "invalid group name at position 6"),
+        ("(?P<a>x)(?<a>y)", "duplicate group name a at position 13"),
+    ] {
+        assert_eq!(Regex::new(pattern).unwrap_err(), want, "{pattern:?}");
+        assert!(
+            reference(pattern).is_none(),
+            "regex-lite accepts {pattern:?}"
+        );
+    }
+    // What stays accepted.
+    for pattern in [
+        "(?i-s:a)",
+        "(?-i)a",
+        "(?:a)",
+        "(?imsU)a",
+        "(?P<a_1>x)(?<b>y)",
+        "(?i:)",
+    ] {
+        assert!(Regex::new(pattern).is_ok(), "{pattern:?}");
+        assert!(reference(pattern).is_some(), "regex-lite: {pattern:?}");
+    }
+}
+
+/// What regex-lite compiles: the pre-check's reading, whole-value anchored, without flags.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn regex_lite_compiles_the_spelled_reading() {
+    for (pattern, spelled) in [
+        ("user-[0-9]+", "\\A(?:user\\x{2D}(?:[0-9])+)\\z"),
+        ("(?i)ab", "\\A(?:[Aa][Bb])\\z"),
+        ("(?i)[x-z]", "\\A(?:[x-zX-Z])\\z"),
+        ("a|b*", "\\A(?:(?:a|(?:b)*))\\z"),
+        ("(?s).(?-s).", "\\A(?:(?s:.).)\\z"),
+        ("(?m)^a$", "\\A(?:(?m:^)a(?m:$))\\z"),
+        ("a{2,}b{3}c{1,4}", "\\A(?:(?:a){2,}(?:b){3,3}(?:c){1,4})\\z"),
+        ("[^\\d]", "\\A(?:[^0-9])\\z"),
     ] {
         assert_eq!(
-            Regex::new(pattern).unwrap().is_bit_parallel(),
-            bits,
-            "{pattern}"
+            Regex::new(pattern).unwrap().spelled(),
+            spelled,
+            "{pattern:?}"
         );
     }
-    let long = "a".repeat(63);
-    assert!(Regex::new("a{63}").unwrap().is_full_match(&long));
-    assert!(!Regex::new("a{63}").unwrap().is_full_match(&long[1..]));
+}
+
+/// A value longer than [`MAX_MATCH_INPUT`] bytes does not match: a request's cost is bounded
+/// whatever the pattern (regex-lite is linear, but up to ~1 800 instructions a byte on `(a+)+b`
+/// and the like).
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn values_over_the_length_bound_do_not_match() {
+    let re = Regex::new("(a+)+b?").unwrap();
+    let at = "a".repeat(MAX_MATCH_INPUT);
+    let over = "a".repeat(MAX_MATCH_INPUT + 1);
+    assert!(re.is_full_match(&at));
+    assert!(!re.is_full_match(&over));
+    assert!(re.is_full_match_any_length(&over));
+    // Bytes, not characters.
+    let re = Regex::new(".*").unwrap();
+    assert!(re.is_full_match(&"☺".repeat(MAX_MATCH_INPUT / 3)));
+    assert!(!re.is_full_match(&"☺".repeat(MAX_MATCH_INPUT / 3 + 1)));
+}
+
+/// The two size bounds: [`MAX_PROGRAM`] instructions counted on the pattern (the same on every
+/// platform), and regex-lite's [`MAX_COMPILED_BYTES`], which every pattern within
+/// [`MAX_PROGRAM`] made of literals, folded letters or short classes fits; large classes
+/// repeated reach it first. The deepest nesting compiles.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn size_bounds() {
+    for pattern in [
+        "(?:a{1000}){19}",
+        "(?i:a{1000}){19}",
+        "(?:a{0,1000}){9}",
+        "(?:[a-f0-9]{1000}){19}",
+        "(?:a|b|c|d|e|f|g|h|i|j){666}",
+    ] {
+        Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+    }
+    let e = Regex::new(&"a{1000}".repeat(MAX_PROGRAM / 1000)).unwrap_err();
+    assert_eq!(
+        e,
+        "pattern too large: more than 20000 instructions once compiled"
+    );
+    let class: String = (0..2000)
+        .map(|i| char::from_u32(0x4e00 + 2 * i).unwrap())
+        .collect();
+    let e = Regex::new(&format!("[{class}]{{100}}")).unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "pattern too large: more than {} KiB once compiled",
+            MAX_COMPILED_BYTES / 1024
+        )
+    );
+    // The deepest groups, each repeated and with an alternative.
+    let deep = format!("{}a{}", "(b|".repeat(MAX_NEST), ")*".repeat(MAX_NEST));
+    let re = Regex::new(&deep).unwrap();
+    assert!(re.is_full_match("aab"));
+    assert!(!re.is_full_match("c"));
 }
