@@ -23,6 +23,7 @@
 
 #[cfg(target_arch = "wasm32")]
 mod abi;
+mod active;
 mod guard;
 mod host;
 mod metrics;

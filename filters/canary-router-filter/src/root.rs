@@ -2,13 +2,14 @@
 //! runs the timer (counter flush, guard merge into shared data, ramps, route cache expiry) and
 //! takes the answers to guard notifications.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use canary_router::overrides::{NODE_LABELS_KEY, NODE_METADATA_KEY};
 use canary_router::stats::ErrorSource;
-use canary_router::{Config, Environment, Split};
+use canary_router::{Config, Environment};
 
+use crate::active::{self, Active};
 use crate::guard;
 use crate::host::{HeaderMap, Host, LogLevel, MapType};
 use crate::metrics::{self, Metrics};
@@ -23,53 +24,6 @@ pub const GUARD_TICK_MS: u32 = 250;
 /// How often cached route metadata is dropped and read again (routes may change by RDS) and
 /// the VM memory gauge is set.
 pub const ROUTE_CACHE_MS: u32 = 10_000;
-
-thread_local! {
-    /// Whether this VM has served a request (the main thread's VM never does).
-    static SERVED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Notes that this VM serves requests (for the VM memory gauge).
-pub fn served() {
-    SERVED.set(true);
-}
-
-/// A configuration in force and what was derived from it.
-pub struct Active<H: Host> {
-    pub host: H,
-    pub config: Config,
-    pub routes: Routes,
-    /// With ramps or guards: each policy's split in force now (ramp applied, a tripped guard's
-    /// variant diverted), refreshed at every tick. Empty otherwise (the configured splits hold).
-    pub live: RefCell<Vec<Split>>,
-    /// Some policy has a ramp (checked once, not at every tick).
-    ramps: bool,
-    pub guards: Option<RefCell<guard::Guards>>,
-    pub metrics: Metrics,
-}
-
-impl<H: Host> Drop for Active<H> {
-    /// A replaced configuration lives until its last request ends; its counts are kept.
-    fn drop(&mut self) {
-        self.metrics.flush(&self.host, &self.config);
-    }
-}
-
-impl<H: Host> Active<H> {
-    /// Recomputes the splits in force at `now` (unix seconds) if they change with time or
-    /// guards; returns them when they differ from the ones in force.
-    fn refresh_live(&self, now: i64) -> Option<Vec<Split>> {
-        let config = &self.config;
-        if !self.ramps && self.guards.is_none() {
-            return None;
-        }
-        let live = match &self.guards {
-            Some(g) => config.splits_in_force(now, g.borrow().views()),
-            None => config.live_splits(now),
-        };
-        (*self.live.borrow() != live).then_some(live)
-    }
-}
 
 pub struct Root<H: Host> {
     host: H,
@@ -224,7 +178,7 @@ impl<H: Host> Root<H> {
         if self.since_expiry_ms >= ROUTE_CACHE_MS {
             self.since_expiry_ms = 0;
             active.routes.expire();
-            if SERVED.get() {
+            if active::served_any() {
                 metrics::vm_memory(&self.host);
             }
         }

@@ -8,10 +8,10 @@ use std::rc::Rc;
 
 use canary_router::{Random, RequestView, SplitMix64};
 
+use crate::active::{self, Active};
 use crate::host::{Entropy, Host, MapType};
 use crate::metrics;
 use crate::request::HostRequest;
-use crate::root::{self, Active};
 
 /// What a stream callback tells the host: go on with the request, or hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl<H: Host> Stream<H> {
             return Action::Continue;
         };
         let (host, config) = (&active.host, &active.config);
-        root::served();
+        active::served();
         let req = HostRequest::read(host);
         #[cfg(all(feature = "fault-injection", target_arch = "wasm32"))]
         if req.header_values("x-canary-router-fault").next() == Some("trap") {
