@@ -1,8 +1,9 @@
 //! A minimal protobuf reader for route metadata.
 //!
-//! Hand-written, not prost: one message shape is read (`Metadata` → `Struct`), bounded and
-//! into the core's own JSON `Value`; prost plus the well-known types would be generated code
-//! for the whole `Metadata` and a conversion on top.
+//! Hand-written, not prost: measured with prost 0.14 + prost-types in its place, the module
+//! grows by 16.5 KB (over the 256 KiB ceiling), a decode costs 14.9 K instructions instead of
+//! 6.5 K (prost builds every namespace first), and another filter's deep or malformed namespace
+//! would fail ours; here only the namespace asked for is decoded, with our depth bound.
 //!
 //! Envoy hands a route's metadata to Wasm as a serialized `envoy.config.core.v3.Metadata`
 //! (property `xds.route_metadata`). Only `filter_metadata` (a map of `google.protobuf.Struct`)
