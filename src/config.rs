@@ -26,6 +26,8 @@ decoded! {
         /// Write `policy variant reason` to filter state `wasm.canary_router` for access logs
         /// (one host call per request).
         pub filter_state: bool = or_default("filter_state", boolean),
+        /// Count responses and their latency per variant (default true).
+        pub response_metrics: Option<bool> = optional("response_metrics", boolean),
         pub policies: Vec<RawPolicy> = required("policies", list(RawPolicy::decode_at)),
     }
 }

@@ -16,6 +16,7 @@ pub struct Config {
     pub(crate) expose_variant: bool,
     pub(crate) route_metadata: bool,
     pub(crate) filter_state: bool,
+    pub(crate) response_metrics: bool,
     pub(crate) policies: Vec<Policy>,
     pub(crate) index: PolicyIndex,
     pub(crate) warnings: Vec<ConfigError>,
@@ -70,6 +71,12 @@ impl Config {
     /// Whether the decision is written to filter state for access logs (`"filter_state": true`).
     pub fn filter_state(&self) -> bool {
         self.filter_state
+    }
+
+    /// Whether responses are counted and timed per variant (`"response_metrics"`, default
+    /// true). Off, the filter reads no response unless a guard judges it.
+    pub fn response_metrics(&self) -> bool {
+        self.response_metrics
     }
 
     pub fn policies(&self) -> &[Policy] {

@@ -95,6 +95,23 @@ def test_counts_and_labels_match_known_decisions(envoys, backends):
                                       envoy.log()))
 
 
+def test_response_metrics_off_counts_requests_only(envoys, backends):
+    """`"response_metrics": false`: requests are counted, responses neither counted nor timed,
+    and routing and cookie minting are unchanged."""
+    envoy = start(envoys, backends, plugin={**PLUGIN, "response_metrics": False})
+    for _ in range(10):
+        assert envoy.request("/", {"x-beta": "true"}).served_by == "canary"
+    first = envoy.request("/")
+    assert first.header("set-cookie").startswith("canary-id=")
+    assert wait_for(lambda: series(prometheus(envoy), "canary_router_requests_total",
+                                   policy="reviews", variant="canary", reason="rule") == 10)
+    time.sleep(1.5)  # a further counter flush and stats flush: still no response series
+    names = {n for (n, _), v in prometheus(envoy).items()}
+    assert "canary_router_requests_total" in names
+    assert not any(n.startswith(("canary_router_responses_total",
+                                 "canary_router_response_time_ms")) for n in names)
+
+
 def test_http_503_of_the_canary_is_counted(envoys, backends):
     failing = Backend("canary", status=503)
     try:

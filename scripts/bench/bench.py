@@ -50,7 +50,7 @@ MODES = {
         "micro": [],
     },
     "quick": {
-        "callgrind": ["native", "canary-router"],
+        "callgrind": ["native", "canary-router", "no-response-metrics"],
         "cg_warmup": 50, "cg_n1": 50, "cg_n2": 250, "cg_pairs": 1,
         "warmup": 200, "mem_requests": 10_000,
         "rounds": 1, "seconds": 2.0,

@@ -244,6 +244,9 @@ def all_configs(policy_counts: list[int]) -> list[BenchConfig]:
                     checks=[(USER, USER_VARIANT), (CANARY_USER, "canary")]),
         canary_router("canary-router", "the typical config: 1 policy, 10/90, sticky header + "
                       "cookie minting, 3 rules, stats on", TYPICAL),
+        canary_router("no-response-metrics", "the typical config with `\"response_metrics\": "
+                      "false` (request counter only; no response read)",
+                      {**TYPICAL, "response_metrics": False}),
     ]
     for n in policy_counts:
         config, host = policies_config(n)

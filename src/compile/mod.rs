@@ -146,6 +146,7 @@ pub fn compile_in(raw: &RawConfig, env: &Environment) -> Result<Config, ConfigEr
         expose_variant: raw.expose_variant,
         route_metadata: raw.route_metadata,
         filter_state: raw.filter_state,
+        response_metrics: raw.response_metrics.unwrap_or(true),
         policies,
         index,
         warnings,

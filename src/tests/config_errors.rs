@@ -495,7 +495,7 @@ fn every_shape_error_is_reported() {
     let want = [
         ("expose_variant", "invalid type: string \"yes\", expected a boolean"),
         ("polices", "unknown field `polices`, expected one of `variant_header`, \
-            `expose_variant`, `route_metadata`, `filter_state`, `policies`"),
+            `expose_variant`, `route_metadata`, `filter_state`, `response_metrics`, `policies`"),
         ("variant_header", "invalid type: integer `7`, expected a string"),
         ("policies[0].hosts[1]", "invalid type: integer `1`, expected a string"),
         ("policies[0].variants[0].weight", "invalid type: string \"10\", expected a number"),

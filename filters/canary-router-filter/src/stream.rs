@@ -111,31 +111,20 @@ impl<H: Host> Stream<H> {
             _ => None,
         };
         self.decided = Some((d.policy, d.variant));
-        self.started_ns = host.now_nanos();
+        if reads_responses(active) {
+            self.started_ns = host.now_nanos();
+        }
         Action::Continue
     }
 
     pub fn on_response_headers(&mut self) -> Action {
-        let (Some(active), Some(at)) = (&self.active, self.decided) else {
+        // A second pointer to the configuration (no copy): `read_response` fills in `self`.
+        let (Some(active), Some(at)) = (self.active.clone(), self.decided) else {
             return Action::Continue;
         };
         let (host, config) = (&active.host, &active.config);
-        let elapsed_ms = host.now_nanos().saturating_sub(self.started_ns) / 1_000_000;
-        active.metrics.response_time(host, config, at, elapsed_ms);
-        self.latency_ms = Some(elapsed_ms);
-
-        let headers = host.header_map(MapType::ResponseHeaders);
-        let mut grpc = false;
-        for (k, v) in headers.pairs() {
-            match k {
-                b":status" => self.status = metrics::parse_status(v),
-                b"grpc-status" => self.grpc_status = Some(metrics::grpc_status_name(v)),
-                b"content-type" => grpc = v.starts_with(b"application/grpc"),
-                _ => {}
-            }
-        }
-        if !grpc && self.grpc_status.is_none() {
-            self.grpc_status = Some(metrics::NOT_GRPC);
+        if reads_responses(&active) {
+            self.read_response(&active, at);
         }
 
         if let Some(cookie) = self.set_cookie.take() {
@@ -153,7 +142,34 @@ impl<H: Host> Stream<H> {
         Action::Continue
     }
 
+    /// The response's latency, status and gRPC status, for the metrics and the guard.
+    fn read_response(&mut self, active: &Active<H>, at: (usize, usize)) {
+        let host = &active.host;
+        let elapsed_ms = host.now_nanos().saturating_sub(self.started_ns) / 1_000_000;
+        if active.config.response_metrics() {
+            active
+                .metrics
+                .response_time(host, &active.config, at, elapsed_ms);
+        }
+        self.latency_ms = Some(elapsed_ms);
+
+        let headers = host.header_map(MapType::ResponseHeaders);
+        let mut grpc = false;
+        for (k, v) in headers.pairs() {
+            match k {
+                b":status" => self.status = metrics::parse_status(v),
+                b"grpc-status" => self.grpc_status = Some(metrics::grpc_status_name(v)),
+                b"content-type" => grpc = v.starts_with(b"application/grpc"),
+                _ => {}
+            }
+        }
+        if !grpc && self.grpc_status.is_none() {
+            self.grpc_status = Some(metrics::NOT_GRPC);
+        }
+    }
+
     pub fn on_response_trailers(&mut self) -> Action {
+        // `grpc_status` is set by `read_response`: unset, the response was not read.
         if let (Some(active), Some(_), None) = (&self.active, self.decided, self.grpc_status) {
             let trailers = active.host.header_map(MapType::ResponseTrailers);
             if let Some((_, v)) = trailers.pairs().find(|(k, _)| *k == b"grpc-status") {
@@ -163,10 +179,15 @@ impl<H: Host> Stream<H> {
         Action::Continue
     }
 
-    pub fn on_log(&mut self) {
+    /// The stream's end (its context is deleted): the response is counted and, with a guard,
+    /// judged. No host call: counts wait in the VM for the timer's flush.
+    pub fn finish(&mut self) {
         let (Some(active), Some(at)) = (&self.active, self.decided) else {
             return;
         };
+        if !reads_responses(active) {
+            return;
+        }
         let class = metrics::code_class(self.status);
         // gRPC without a status (e.g. reset before the trailers) is a failure of unknown kind;
         // no response headers at all: neither HTTP nor gRPC answered.
@@ -175,7 +196,9 @@ impl<H: Host> Stream<H> {
             (Some(_), Some(g)) => g,
             (Some(_), None) => "UNKNOWN",
         };
-        active.metrics.response(at, class, grpc);
+        if active.config.response_metrics() {
+            active.metrics.response(at, class, grpc);
+        }
         if let Some(guards) = &active.guards {
             let grpc = (grpc != metrics::NOT_GRPC).then_some(grpc);
             let failed = canary_router::guard::is_failure(self.status, grpc);
@@ -184,6 +207,11 @@ impl<H: Host> Stream<H> {
                 .record(&active.config, at, failed, self.latency_ms);
         }
     }
+}
+
+/// Whether the response is read: for the response metrics, or for a guard to judge it.
+fn reads_responses<H: Host>(active: &Active<H>) -> bool {
+    active.config.response_metrics() || active.guards.is_some()
 }
 
 thread_local! {

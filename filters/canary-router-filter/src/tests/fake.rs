@@ -81,6 +81,8 @@ pub struct Vm {
     pub request_headers: RefCell<Vec<(String, String)>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     pub response_trailers: RefCell<Vec<(String, String)>>,
+    /// How many times the response headers were read (a header map returned by the host).
+    pub response_reads: Cell<usize>,
     pub call_response_headers: RefCell<Vec<(String, String)>>,
     pub now_ns: Cell<u64>,
     pub metrics: RefCell<Vec<Metric>>,
@@ -144,7 +146,7 @@ impl Fake {
         let mut stream = root.create_stream();
         let headers = self.start(&mut stream, headers);
         self.respond(&mut stream, status);
-        stream.on_log();
+        stream.finish();
         headers
     }
 
@@ -225,6 +227,9 @@ impl Vm {
 
 impl Headers for Fake {
     fn header_map(&self, map: MapType) -> HeaderMap {
+        if matches!(map, MapType::ResponseHeaders) {
+            self.response_reads.set(self.response_reads.get() + 1);
+        }
         HeaderMap::from_bytes(map::serialize(&self.map(map).borrow()))
     }
 

@@ -82,7 +82,7 @@ fn a_replaced_configuration_flushes_its_counts_when_its_last_request_ends() {
     assert_eq!(host.metric(&stable), None, "still in use by a request");
     host.request(&root, &alice(), 200);
     host.respond(&mut late, 200);
-    late.on_log();
+    late.finish();
     drop(late);
     // The first configuration's two requests, flushed as it went away.
     assert_eq!(host.metric(&stable), Some(2));
@@ -116,4 +116,52 @@ fn an_invalid_update_keeps_the_last_valid_configuration() {
     assert!(host.logged(LogLevel::Error, "keeping the last valid configuration"));
     let headers = host.request(&root, &alice(), 200);
     assert_eq!(values(&headers, "x-canary-variant"), ["stable"]);
+}
+
+#[test]
+fn without_response_metrics_no_response_is_read_unless_a_guard_judges_it() {
+    let config = TYPICAL.replace(
+        "{\"variant_header\"",
+        "{\"response_metrics\": false, \"variant_header\"",
+    );
+    let host = Fake::new(&config);
+    let mut root = host.root().unwrap();
+    let mut stream = root.create_stream();
+    host.start(&mut stream, &[("x-user-id", "dave")]);
+    let response = host.respond(&mut stream, 503);
+    stream.finish();
+    root.on_tick();
+    // The request is counted; the response is not read at all.
+    assert_eq!(
+        host.metric(&requests_total("canary", "sticky_key")),
+        Some(1)
+    );
+    assert!(values(&response, "set-cookie").is_empty());
+    assert_eq!(host.response_reads.get(), 0);
+    // A new visitor still gets the minted cookie.
+    let mut stream = root.create_stream();
+    host.start(&mut stream, &[(":path", "/")]);
+    let response = host.respond(&mut stream, 200);
+    assert_eq!(values(&response, "set-cookie").len(), 1);
+    assert_eq!(host.response_reads.get(), 0);
+    assert!(host
+        .metrics
+        .borrow()
+        .iter()
+        .all(|m| !m.name.starts_with(RESPONSES_TOTAL) && !m.name.starts_with(RESPONSE_TIME_MS)));
+
+    // With a guard the response is read for the guard, still without response metrics.
+    let guarded = config.replace(
+        "\"rules\"",
+        "\"guard\": {\"variant\": \"canary\", \"max_failure_rate\": 0.5, \"min_requests\": 1}, \"rules\"",
+    );
+    let host = Fake::new(&guarded);
+    let root = host.root().unwrap();
+    host.request(&root, &[("x-user-id", "dave")], 503);
+    assert_eq!(host.response_reads.get(), 1);
+    assert!(host
+        .metrics
+        .borrow()
+        .iter()
+        .all(|m| !m.name.starts_with(RESPONSES_TOTAL) && !m.name.starts_with(RESPONSE_TIME_MS)));
 }

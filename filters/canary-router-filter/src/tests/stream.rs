@@ -48,7 +48,7 @@ fn a_trusted_incoming_header_is_kept_and_the_variant_exposed() {
             b"reviews canary trusted".to_vec()
         )]
     );
-    stream.on_log();
+    stream.finish();
     root.on_tick();
     assert_eq!(host.metric(&requests_total("canary", "trusted")), Some(1));
 }
