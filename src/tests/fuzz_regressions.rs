@@ -154,16 +154,7 @@ fn unescaped_bracket_in_a_class_is_refused() {
     }
     // Escaped, or a POSIX class, it reads the same everywhere.
     for (pattern, yes, no) in [("[a\\[]+", "[a", "b"), ("[[:digit:]x]+", "1x", "y")] {
-        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
-        let lite = super::regex::reference(pattern).unwrap();
-        assert!(
-            re.is_full_match(yes) && lite.is_match(yes),
-            "{pattern:?} on {yes:?}"
-        );
-        assert!(
-            !re.is_full_match(no) && !lite.is_match(no),
-            "{pattern:?} on {no:?}"
-        );
+        both_read(pattern, yes, no);
     }
 }
 
@@ -184,15 +175,20 @@ fn range_from_a_class_is_refused() {
     }
     // A trailing '-' after a class, and '-' after a POSIX class, are literals everywhere.
     for (pattern, yes, no) in [("[\\d-]+", "1-2", "a"), ("[[:digit:]-z]+", "1-z", "y")] {
-        let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
-        let lite = super::regex::reference(pattern).unwrap();
-        assert!(
-            re.is_full_match(yes) && lite.is_match(yes),
-            "{pattern:?} on {yes:?}"
-        );
-        assert!(
-            !re.is_full_match(no) && !lite.is_match(no),
-            "{pattern:?} on {no:?}"
-        );
+        both_read(pattern, yes, no);
     }
+}
+
+/// `pattern` compiles here and in regex-lite, and both match `yes` and not `no`.
+fn both_read(pattern: &str, yes: &str, no: &str) {
+    let re = Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+    let lite = super::regex::reference(pattern).unwrap();
+    assert!(
+        re.is_full_match(yes) && lite.is_match(yes),
+        "{pattern:?} on {yes:?}"
+    );
+    assert!(
+        !re.is_full_match(no) && !lite.is_match(no),
+        "{pattern:?} on {no:?}"
+    );
 }
