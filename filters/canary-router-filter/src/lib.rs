@@ -8,7 +8,7 @@
 //!
 //! Host calls per request, the typical case: read the request headers (one call), write the
 //! variant header, read the clock twice and record the latency histogram, read the response
-//! headers. Counters are batched in the VM and flushed every second. With a guard, the guarded
+//! headers (none of these three with `"response_metrics": false` and no guard). Counters are batched in the VM and flushed every second. With a guard, the guarded
 //! variant's outcomes are also counted in the VM and merged into shared data on the timer
 //! (see `guard.rs`); the per-request path makes no extra host call. Envoy re-selects the route
 //! after the header edit by itself: with ABI 0.2.1 (proxy-wasm 0.2.5) it clears the route cache
