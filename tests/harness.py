@@ -23,6 +23,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WASM = ROOT / "dist" / "canary-router.wasm"
+# The native Envoy dynamic module (scripts/build.sh); Envoy finds it in this directory.
+NATIVE = ROOT / "dist" / "libcanary_router.so"
 CONFIG_DIR = ROOT / "envoy-config"
 BUCKETS = 10_000
 
@@ -149,8 +151,11 @@ class EnvoyFailed(Exception):
 class Envoy(LoggedProcess):
     """One Envoy process serving a bootstrap (a dict); listener and admin on free ports."""
 
-    def __init__(self, bootstrap: dict, workdir: Path, concurrency: int = 2, name: str = "envoy"):
+    def __init__(self, bootstrap: dict, workdir: Path, concurrency: int = 2, name: str = "envoy",
+                 module: str = "wasm"):
         workdir.mkdir(parents=True, exist_ok=True)
+        if module == "native":
+            bootstrap = to_native(bootstrap)
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         admin_path = workdir / f"{name}.admin"
@@ -159,7 +164,8 @@ class Envoy(LoggedProcess):
         self.config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         self.start([envoy_binary(), "-c", str(self.config_path), "--base-id",
                     str(next(_base_ids)), "--concurrency", str(concurrency), "-l", "info",
-                    "--admin-address-path", str(admin_path)], self.log_path, cwd=ROOT)
+                    "--admin-address-path", str(admin_path)], self.log_path, cwd=ROOT,
+                   env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE.parent)})
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -293,6 +299,28 @@ def hcm(bootstrap: dict) -> dict:
 
 def wasm_filter(bootstrap: dict) -> dict:
     return next(f for f in hcm(bootstrap)["http_filters"] if f["name"] == "canary-router")
+
+
+def to_native(bootstrap: dict) -> dict:
+    """The same bootstrap with every Canary Router Wasm filter replaced by the native module,
+    configured with the same JSON (the contract of README "Native module")."""
+    b = copy.deepcopy(bootstrap)
+    for listener in b["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for i, hf in enumerate(f.get("typed_config", {}).get("http_filters", [])):
+                    if hf["name"] != "canary-router":
+                        continue
+                    value = hf["typed_config"]["config"]["configuration"]["value"]
+                    hf["typed_config"] = {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http."
+                                 "dynamic_modules.v3.DynamicModuleFilter",
+                        "dynamic_module_config": {"name": "canary_router"},
+                        "filter_name": "canary-router",
+                        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                          "value": value},
+                    }
+    return b
 
 
 def plugin_config(bootstrap: dict) -> dict:

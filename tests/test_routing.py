@@ -6,6 +6,8 @@ import pytest
 
 from harness import EnvoyFailed, bootstrap_for, bucket, expected_variant
 
+pytestmark = pytest.mark.both_modules
+
 CANARY_10 = [("canary", 10), ("stable", 90)]
 
 

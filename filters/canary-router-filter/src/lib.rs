@@ -25,11 +25,13 @@
 mod abi;
 mod active;
 mod guard;
-mod host;
+// Public for the native module (`filters/canary-router-native`), which runs the same root and
+// stream logic on a host of its own.
+pub mod host;
 mod metrics;
 mod request;
-mod root;
+pub mod root;
 mod routes;
-mod stream;
+pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -209,6 +209,17 @@ impl<H: Host> Stream<H> {
     }
 }
 
+impl<H: Host> Stream<H> {
+    /// Adds this configuration's pending counts to the host's counters now, rather than on the
+    /// root's timer: for a host whose counter calls are plain function calls (the native
+    /// module), where batching saves nothing and an idle worker must not hold counts back.
+    pub fn flush(&self) {
+        if let Some(active) = &self.active {
+            active.metrics.flush(&active.host, &active.config);
+        }
+    }
+}
+
 /// Whether the response is read: for the response metrics, or for a guard to judge it.
 fn reads_responses<H: Host>(active: &Active<H>) -> bool {
     active.config.response_metrics() || active.guards.is_some()

@@ -1,0 +1,364 @@
+//! The filter's host traits (`canary-router-filter/src/host.rs`) over Envoy's dynamic-module
+//! ABI. The filter's root and stream logic run on this host unchanged, one root per worker
+//! thread and configuration (`worker.rs`), as one Wasm VM per worker would.
+//!
+//! Stream calls go to the stream Envoy is calling the module for (the thread's current filter,
+//! set by `hooks.rs` around every call), as proxy-wasm's calls go to the current context.
+//! Metrics, headers and attributes are only reached through that filter: the module calls Envoy
+//! only inside Envoy's own callbacks, never from a thread or timer of its own.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use canary_router_filter::host::{
+    Clock, Entropy, HeaderMap, Headers, HttpCalls, Log, LogLevel, MapType, MetricType, Plugin,
+    Properties, SharedData, Stats, Status,
+};
+
+use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
+use crate::metrics::{self, Series, MAX_LABELS};
+use crate::shared;
+use crate::ModuleConfig;
+
+thread_local! {
+    /// The stream Envoy is calling the module for on this thread, and its configuration.
+    static CURRENT: Cell<(FilterEnvoyPtr, *const ModuleConfig)> =
+        const { Cell::new((std::ptr::null_mut(), std::ptr::null())) };
+}
+
+/// Runs `f` with `filter` (of configuration `config`) as this thread's current stream.
+pub fn with_current<R>(filter: FilterEnvoyPtr, config: &ModuleConfig, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.replace((filter, config as *const ModuleConfig));
+    let r = f();
+    CURRENT.set(previous);
+    r
+}
+
+/// `Status` of a call this host does not offer (proxy-wasm's `Unimplemented`).
+const UNIMPLEMENTED: Status = Status(12);
+
+/// One worker's view of one configuration: what its host calls need.
+pub struct WorkerConfig {
+    pub config: Arc<ModuleConfig>,
+    /// The label sets defined so far; a metric id is an index.
+    series: RefCell<Vec<Series>>,
+    /// The root's timer period (`set_tick_period_ms`).
+    pub tick_ms: Cell<u32>,
+}
+
+/// The filter's host on one worker for one configuration.
+#[derive(Clone)]
+pub struct NativeHost(Rc<WorkerConfig>);
+
+impl NativeHost {
+    pub fn new(config: Arc<ModuleConfig>) -> NativeHost {
+        NativeHost(Rc::new(WorkerConfig {
+            config,
+            series: RefCell::new(Vec::new()),
+            tick_ms: Cell::new(0),
+        }))
+    }
+
+    pub fn worker(&self) -> &WorkerConfig {
+        &self.0
+    }
+
+    /// The current stream if it belongs to this host's configuration (metric ids and label
+    /// sets are per configuration, so a stream of another one must not be used).
+    fn filter(&self) -> Option<FilterEnvoyPtr> {
+        let (filter, config) = CURRENT.get();
+        (!filter.is_null() && std::ptr::eq(config, Arc::as_ptr(&self.0.config))).then_some(filter)
+    }
+
+    fn header_type(map: MapType) -> Option<u32> {
+        match map {
+            MapType::RequestHeaders => Some(abi::REQUEST_HEADER),
+            MapType::ResponseHeaders => Some(abi::RESPONSE_HEADER),
+            MapType::ResponseTrailers => Some(abi::RESPONSE_TRAILER),
+            MapType::HttpCallResponseHeaders => None,
+        }
+    }
+}
+
+impl Headers for NativeHost {
+    fn header_map(&self, map: MapType) -> HeaderMap {
+        let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
+            return HeaderMap::from_bytes(Vec::new());
+        };
+        // SAFETY: `filter` is the stream Envoy is calling us for.
+        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(filter, t) };
+        let mut headers = vec![EnvoyHttpHeader::EMPTY; n];
+        // SAFETY: `headers` has room for the `n` headers Envoy said it has.
+        if n == 0
+            || !unsafe {
+                abi::envoy_dynamic_module_callback_http_get_headers(filter, t, headers.as_mut_ptr())
+            }
+        {
+            return HeaderMap::from_bytes(Vec::new());
+        }
+        HeaderMap::from_bytes(serialize(&headers))
+    }
+
+    fn replace_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
+            return Err(Status::NOT_FOUND);
+        };
+        let (k, v) = (
+            ModuleBuffer::new(name.as_bytes()),
+            ModuleBuffer::new(value.as_bytes()),
+        );
+        // SAFETY: `filter` is current; the buffers outlive the call.
+        let ok = unsafe { abi::envoy_dynamic_module_callback_http_set_header(filter, t, k, v) };
+        if ok && map == MapType::RequestHeaders {
+            // Unlike proxy-wasm's header calls, this one leaves the route Envoy selected on
+            // arrival in place: the decision must select it again.
+            // SAFETY: `filter` is current.
+            unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(filter) };
+        }
+        ok.then_some(()).ok_or(Status::NOT_FOUND)
+    }
+
+    fn add_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
+            return Err(Status::NOT_FOUND);
+        };
+        let (k, v) = (
+            ModuleBuffer::new(name.as_bytes()),
+            ModuleBuffer::new(value.as_bytes()),
+        );
+        // SAFETY: `filter` is current; the buffers outlive the call.
+        let ok = unsafe { abi::envoy_dynamic_module_callback_http_add_header(filter, t, k, v) };
+        ok.then_some(()).ok_or(Status::NOT_FOUND)
+    }
+}
+
+/// Envoy's headers in proxy-wasm's serialization (`HeaderMap`'s): the filter's request view
+/// reads that. One copy of the names and values, a few hundred bytes.
+fn serialize(headers: &[EnvoyHttpHeader]) -> Vec<u8> {
+    let data: usize = headers
+        .iter()
+        .map(|h| h.key_length + h.value_length + 2)
+        .sum();
+    let mut out = Vec::with_capacity(4 + headers.len() * 8 + data);
+    let count = u32::try_from(headers.len()).unwrap_or(0);
+    out.extend_from_slice(&count.to_le_bytes());
+    for h in headers {
+        out.extend_from_slice(&u32::try_from(h.key_length).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(h.value_length).unwrap_or(0).to_le_bytes());
+    }
+    for h in headers {
+        let key = EnvoyBuffer {
+            ptr: h.key_ptr,
+            length: h.key_length,
+        };
+        let value = EnvoyBuffer {
+            ptr: h.value_ptr,
+            length: h.value_length,
+        };
+        // SAFETY: Envoy's header map owns these bytes for the current callback.
+        out.extend_from_slice(unsafe { key.bytes() });
+        out.push(0);
+        // SAFETY: as above.
+        out.extend_from_slice(unsafe { value.bytes() });
+        out.push(0);
+    }
+    out
+}
+
+impl Properties for NativeHost {
+    /// The properties the filter reads, as far as the dynamic-module ABI gives them: the source
+    /// address and the route name. Node metadata, the node id and route metadata are not
+    /// offered (the configuration refuses route metadata, see `ModuleConfig::check`).
+    fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let filter = self.filter()?;
+        let id = match path {
+            b"source\0address" => abi::ATTRIBUTE_SOURCE_ADDRESS,
+            b"xds\0route_name" => abi::ATTRIBUTE_XDS_ROUTE_NAME,
+            _ => return None,
+        };
+        let mut out = EnvoyBuffer::EMPTY;
+        // SAFETY: `filter` is current; Envoy writes a buffer it owns into `out`.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                filter, id, &mut out,
+            )
+        };
+        // SAFETY: valid for the current callback; copied at once.
+        found.then(|| unsafe { out.bytes() }.to_vec())
+    }
+
+    /// Filter state for access logs, under the Wasm filter's key (`wasm.canary_router`), so a
+    /// log format works with either module.
+    fn set_property(&self, path: &[u8], value: &[u8]) {
+        let Some(filter) = self.filter() else {
+            return;
+        };
+        let mut key = b"wasm.".to_vec();
+        key.extend_from_slice(path);
+        // SAFETY: `filter` is current; the buffers outlive the call.
+        let _ = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                filter,
+                ModuleBuffer::new(&key),
+                ModuleBuffer::new(value),
+            )
+        };
+    }
+}
+
+impl Clock for NativeHost {
+    fn now_nanos(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl Stats for NativeHost {
+    fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32> {
+        let series = metrics::parse(kind, name)?;
+        let mut all = self.0.series.borrow_mut();
+        let id = match all.iter().position(|s| *s == series) {
+            Some(i) => i,
+            None => {
+                all.push(series);
+                all.len() - 1
+            }
+        };
+        drop(all);
+        let id = u32::try_from(id).ok()?;
+        // A counter exists (at 0) once defined, as in the Wasm filter: Envoy creates a labelled
+        // counter on its first increment.
+        if kind == MetricType::Counter {
+            self.increment_metric(id, 0);
+        }
+        Some(id)
+    }
+
+    fn increment_metric(&self, id: u32, by: i64) {
+        let value = u64::try_from(by).unwrap_or(0);
+        self.with_series(id, |filter, family, values, n| {
+            // SAFETY: `filter` is current; `values` holds `n` label buffers.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                    filter, family, values, n, value,
+                )
+            }
+        });
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let gauge =
+            self.0.series.borrow().get(id as usize).map(|s| s.kind) == Some(MetricType::Gauge);
+        self.with_series(id, |filter, family, values, n| {
+            let record = if gauge {
+                abi::envoy_dynamic_module_callback_http_filter_set_gauge
+            } else {
+                abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+            };
+            // SAFETY: `filter` is current; `values` holds `n` label buffers.
+            unsafe { record(filter, family, values, n, value) }
+        });
+    }
+
+    fn vm_memory_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl NativeHost {
+    /// Calls `f(filter, Envoy's family id, label values, count)` for the series `id`, if there
+    /// is a current stream of this configuration and Envoy defined the family.
+    fn with_series(
+        &self,
+        id: u32,
+        f: impl FnOnce(FilterEnvoyPtr, usize, *const ModuleBuffer, usize) -> u32,
+    ) {
+        let Some(filter) = self.filter() else {
+            return;
+        };
+        let all = self.0.series.borrow();
+        let Some(series) = all.get(id as usize) else {
+            return;
+        };
+        let Some(Some(family)) = self.0.config.families.get(series.family) else {
+            return;
+        };
+        let mut values = [ModuleBuffer::new(b""); MAX_LABELS];
+        for (b, v) in values.iter_mut().zip(&series.values) {
+            *b = ModuleBuffer::new(v.as_bytes());
+        }
+        // The label strings stay borrowed (`all`) until Envoy has read them.
+        let _ = f(
+            filter,
+            *family,
+            values.as_ptr(),
+            series.values.len().min(MAX_LABELS),
+        );
+    }
+}
+
+impl SharedData for NativeHost {
+    fn get_shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
+        Ok(shared::get(key))
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+        shared::set(key, value, cas)
+    }
+}
+
+impl HttpCalls for NativeHost {
+    /// Guard notifications are not sent by the native module (the configuration refuses
+    /// receivers, see `ModuleConfig::new`).
+    fn http_call(
+        &self,
+        _upstream: &str,
+        _headers: &[(&str, &str)],
+        _body: &[u8],
+        _timeout_ms: u32,
+    ) -> Result<u32, Status> {
+        Err(UNIMPLEMENTED)
+    }
+}
+
+impl Log for NativeHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        log(level, message);
+    }
+}
+
+/// Writes to Envoy's log (the `dynamic_modules` logger).
+pub fn log(level: LogLevel, message: &str) {
+    let level = match level {
+        LogLevel::Info => abi::LOG_INFO,
+        LogLevel::Warn => abi::LOG_WARN,
+        LogLevel::Error => abi::LOG_ERROR,
+    };
+    // SAFETY: the buffer outlives the call; Envoy copies it.
+    unsafe {
+        abi::envoy_dynamic_module_callback_log(level, ModuleBuffer::new(message.as_bytes()));
+    }
+}
+
+impl Entropy for NativeHost {
+    fn random_fill(&self, buf: &mut [u8]) -> bool {
+        getrandom::fill(buf).is_ok()
+    }
+}
+
+impl Plugin for NativeHost {
+    fn plugin_configuration(&self, _size: usize) -> Vec<u8> {
+        self.0.config.json.clone()
+    }
+
+    fn environment(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+
+    fn set_tick_period_ms(&self, period: u32) {
+        self.0.tick_ms.set(period);
+    }
+}
