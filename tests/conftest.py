@@ -41,6 +41,9 @@ def backends():
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "both_modules: run against the Wasm filter and the native module")
+    config.addinivalue_line(
+        "markers", "wasm_only: in a both_modules file, what the native module does not do "
+        "(node metadata, route metadata, guard notifications: README \"Native module\")")
 
 
 def pytest_generate_tests(metafunc):
@@ -48,7 +51,8 @@ def pytest_generate_tests(metafunc):
     stats, guard) run against the Wasm filter and the native module; the others against the
     Wasm filter only (what they test is the Wasm filter's, or the native module refuses it)."""
     if "module" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_modules") is not None
+        both = (metafunc.definition.get_closest_marker("both_modules") is not None
+                and metafunc.definition.get_closest_marker("wasm_only") is None)
         metafunc.parametrize("module", ["wasm", "native"] if both else ["wasm"])
 
 

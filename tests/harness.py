@@ -10,6 +10,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def prometheus_value(envoy: "Envoy", name: str, **labels) -> float:
     """The value of `name{labels}` (exactly these labels, in this order) in /stats/prometheus;
     0 if absent."""
     import re
-    _, text = envoy.admin_get("/stats/prometheus")
+    text = envoy.prometheus()
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     m = re.search(rf"^{name}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
@@ -154,7 +155,13 @@ class Envoy(LoggedProcess):
     def __init__(self, bootstrap: dict, workdir: Path, concurrency: int = 2, name: str = "envoy",
                  module: str = "wasm"):
         workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE.parent)}
         if module == "native":
+            # The Wasm VM's environment variables are the process's for the native module.
+            env.update(vm_environment(bootstrap))
+            # Guard messages name the proxy by this variable (README "Native module").
+            if bootstrap.get("node", {}).get("id"):
+                env["CANARY_ROUTER_NODE"] = bootstrap["node"]["id"]
             bootstrap = to_native(bootstrap)
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
@@ -165,7 +172,7 @@ class Envoy(LoggedProcess):
         self.start([envoy_binary(), "-c", str(self.config_path), "--base-id",
                     str(next(_base_ids)), "--concurrency", str(concurrency), "-l", "info",
                     "--admin-address-path", str(admin_path)], self.log_path, cwd=ROOT,
-                   env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE.parent)})
+                   env=env)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -188,6 +195,13 @@ class Envoy(LoggedProcess):
             for l in listeners["listener_statuses"]
         }
         self.port = next(iter(self.ports.values()))
+
+    def prometheus(self) -> str:
+        """`/stats/prometheus`, with the native module's metrics renamed as README "Native
+        module" tells Prometheus to (Envoy 1.40 exports them under its dynamic-module
+        namespace: `envoy_dynamicmodulescustom_canary_router_…`)."""
+        _, text = self.admin_get("/stats/prometheus")
+        return NATIVE_PREFIX.sub(r"\1\2", text)
 
     def admin_get(self, path: str, method: str = "GET") -> tuple[int, str]:
         host, port = self.admin.rsplit(":", 1)
@@ -301,6 +315,21 @@ def wasm_filter(bootstrap: dict) -> dict:
     return next(f for f in hcm(bootstrap)["http_filters"] if f["name"] == "canary-router")
 
 
+NATIVE_EXTRA = {}
+# The native module's metric names in Envoy 1.40's Prometheus output, and the rename of README
+# "Native module" (Prometheus `metric_relabel_configs`) that gives back the Wasm filter's names.
+NATIVE_PREFIX = re.compile(r"^(# TYPE )?envoy_dynamicmodulescustom_(canary_router_)", re.M)
+
+
+def vm_environment(bootstrap: dict) -> dict:
+    """The environment variables given to the Canary Router Wasm VM (`vm_config`)."""
+    try:
+        vm = wasm_filter(bootstrap)["typed_config"]["config"]["vm_config"]
+    except (KeyError, StopIteration, IndexError):
+        return {}
+    return dict(vm.get("environment_variables", {}).get("key_values", {}))
+
+
 def to_native(bootstrap: dict) -> dict:
     """The same bootstrap with every Canary Router Wasm filter replaced by the native module,
     configured with the same JSON (the contract of README "Native module")."""
@@ -315,7 +344,7 @@ def to_native(bootstrap: dict) -> dict:
                     hf["typed_config"] = {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http."
                                  "dynamic_modules.v3.DynamicModuleFilter",
-                        "dynamic_module_config": {"name": "canary_router"},
+                        "dynamic_module_config": {"name": "canary_router", **NATIVE_EXTRA},
                         "filter_name": "canary-router",
                         "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                           "value": value},

@@ -20,6 +20,8 @@ import pytest
 from harness import (ROOT, Backend, bootstrap_for, control, hcm, prometheus_value, wait_for,
                      wasm_filter)
 
+pytestmark = pytest.mark.both_modules
+
 NODE = "guard-test-node"
 REPORT = ROOT / "target" / "guard-report.json"
 
@@ -331,6 +333,7 @@ def test_healthy_canary_never_trips_in_20000_requests(envoys, backends, canary, 
                 code_class="2xx", grpc_status="none") == sum(r.served_by == "canary" for r in replies)
 
 
+@pytest.mark.wasm_only  # native: a retry waits for the worker's next request (README)
 def test_notify_failures_are_retried_logged_and_counted(envoys, backends, canary):
     """A receiver that answers 500, or a cluster that does not exist: the trip still happens; the
     message is sent again after 1 s, 2 s … while `retries` last, then the failure is logged and

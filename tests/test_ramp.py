@@ -13,7 +13,7 @@ USERS = [f"r{i}" for i in range(1000)]
 
 
 def weight_gauge(envoy) -> int | None:
-    _, text = envoy.admin_get("/stats/prometheus")
+    text = envoy.prometheus()
     m = re.search(r'^canary_router_weight\{policy="reviews",variant="canary"\} (\S+)$', text, re.M)
     return int(float(m.group(1))) if m else None
 

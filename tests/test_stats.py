@@ -12,6 +12,8 @@ import yaml
 from harness import (CONFIG_DIR, ROOT, Backend, bootstrap_for, bucket, expected_variant, hcm,
                      wait_for)
 
+pytestmark = pytest.mark.both_modules
+
 CANARY_10 = [("canary", 10), ("stable", 90)]
 PLUGIN = {"filter_state": True, "policies": [{
     "name": "reviews",
@@ -24,7 +26,7 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 
 def prometheus(envoy) -> dict:
     """`/stats/prometheus` as {(name, frozenset(labels)): value}."""
-    _, text = envoy.admin_get("/stats/prometheus")
+    text = envoy.prometheus()
     out = {}
     for line in text.splitlines():
         m = SAMPLE.match(line)
@@ -174,6 +176,7 @@ def test_grpc_status_in_trailers_is_counted(envoys, backends, code, name):
         grpc.stop()
 
 
+@pytest.mark.wasm_only
 def test_weight_gauge_follows_node_override_and_errors_are_counted(envoys, backends):
     node = {"reviews": {"variants": [{"name": "canary", "weight": 35},
                                      {"name": "stable", "weight": 65}]},

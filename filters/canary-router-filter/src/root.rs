@@ -184,6 +184,29 @@ impl<H: Host> Root<H> {
         }
     }
 
+    /// The guards' part of the timer, run now: this VM's outcomes reach the shared windows, the
+    /// changes it makes are reported and due notifications sent. For a host whose shared data
+    /// is a plain lock (the native module runs it after every guarded request, so that nothing
+    /// waits in a worker that gets no more traffic).
+    pub fn tick_guards_now(&mut self) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        if active.guards.is_none() {
+            return;
+        }
+        let now_ms = self.host.unix_ms();
+        let view_changed = self.tick_guards(&active, now_ms);
+        self.outbox.send_due(&self.host, now_ms);
+        if view_changed {
+            if let Some(live) = active.refresh_live(now_ms / 1000) {
+                self.weight_gauges =
+                    metrics::set_weights(&self.host, &active.config, &live, &self.weight_gauges);
+                *active.live.borrow_mut() = live;
+            }
+        }
+    }
+
     /// Merges this VM's guard outcomes into the shared windows and reports the changes it made.
     /// Returns whether this VM's view of some guard changed.
     fn tick_guards(&mut self, active: &Active<H>, now_ms: i64) -> bool {

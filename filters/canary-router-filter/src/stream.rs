@@ -213,6 +213,11 @@ impl<H: Host> Stream<H> {
     /// Adds this configuration's pending counts to the host's counters now, rather than on the
     /// root's timer: for a host whose counter calls are plain function calls (the native
     /// module), where batching saves nothing and an idle worker must not hold counts back.
+    /// Whether this stream's outcome was recorded for a guard.
+    pub fn guarded(&self) -> bool {
+        self.decided.is_some() && self.active.as_ref().is_some_and(|a| a.guards.is_some())
+    }
+
     pub fn flush(&self) {
         if let Some(active) = &self.active {
             active.metrics.flush(&active.host, &active.config);

@@ -29,6 +29,9 @@ pub type ConfigEnvoyPtr = *mut c_void;
 /// until `on_http_filter_destroy`.
 pub type FilterEnvoyPtr = *mut c_void;
 
+/// `envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr`.
+pub type ConfigSchedulerPtr = *mut c_void;
+
 /// `envoy_dynamic_module_type_envoy_buffer`: bytes owned by Envoy.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -92,6 +95,31 @@ impl EnvoyHttpHeader {
         value_length: 0,
     };
 }
+
+/// `envoy_dynamic_module_type_module_http_header`: one header, owned by the module.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ModuleHttpHeader {
+    pub key_ptr: *const c_char,
+    pub key_length: usize,
+    pub value_ptr: *const c_char,
+    pub value_length: usize,
+}
+
+impl ModuleHttpHeader {
+    pub fn new(key: &str, value: &str) -> ModuleHttpHeader {
+        ModuleHttpHeader {
+            key_ptr: key.as_ptr().cast::<c_char>(),
+            key_length: key.len(),
+            value_ptr: value.as_ptr().cast::<c_char>(),
+            value_length: value.len(),
+        }
+    }
+}
+
+/// `envoy_dynamic_module_type_http_callout_init_result_Success` and
+/// `envoy_dynamic_module_type_http_callout_result_Success`.
+pub const CALLOUT_SUCCESS: u32 = 0;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 pub const REQUEST_HEADER: u32 = 0;
@@ -176,6 +204,30 @@ unsafe extern "C" {
         label_names: *const ModuleBuffer,
         label_names_length: usize,
         id: *mut usize,
+    ) -> u32;
+
+    /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread; created and
+    /// deleted on the main thread, committed from any thread.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: ConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: ConfigSchedulerPtr,
+    );
+    /// Sends an HTTP request through the cluster `cluster` (main thread); the answer arrives in
+    /// `on_http_filter_config_http_callout_done` with `callout_id`.
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: ConfigEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_length: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
     ) -> u32;
 
     /// Adds to the counter `id{label_values}` of the stream's configuration.

@@ -14,6 +14,7 @@ use canary_router_filter::stream::Stream;
 
 use crate::abi::{self, ConfigEnvoyPtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr};
 use crate::host::{log, with_current, NativeHost};
+use crate::notify::Relay;
 use crate::{metrics, worker, ModuleConfig};
 
 /// One stream's state: its configuration, and the filter's stream once the request headers
@@ -61,6 +62,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 json: json.to_vec(),
                 families: metrics::define_families(config_envoy),
                 destroyed: Default::default(),
+                relay: Relay::new(config_envoy),
             };
             Arc::into_raw(Arc::new(config)).cast::<c_void>()
         }
@@ -85,6 +87,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
     // that reference (streams hold their own).
     let config = unsafe { Arc::from_raw(config.cast::<ModuleConfig>()) };
     config.destroyed.store(true, Ordering::Relaxed);
+    config.relay.close();
+}
+
+/// # Safety
+/// `ptr` is a configuration pointer from `on_http_filter_config_new` not destroyed yet.
+unsafe fn module_config<'a>(ptr: *const c_void) -> Option<&'a ModuleConfig> {
+    // SAFETY: the caller's contract (the `Arc` keeps it alive).
+    unsafe { ptr.cast::<ModuleConfig>().as_ref() }
 }
 
 #[no_mangle]
@@ -181,8 +191,64 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
         with_current(envoy, &f.config, || {
             s.finish();
             s.flush();
+            if s.guarded() {
+                worker::stream_ended(&f.config);
+            }
         });
     }
+}
+
+/// The main thread, woken by a worker that queued a guard notification: sends it.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _envoy: ConfigEnvoyPtr,
+    config: *const c_void,
+    _event_id: u64,
+) {
+    // SAFETY: Envoy schedules events only for a live configuration.
+    if let Some(c) = unsafe { module_config(config) } {
+        c.relay.send_queued();
+    }
+}
+
+/// A guard notification's answer (main thread): its `:status`, kept for the worker that sent it.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _envoy: ConfigEnvoyPtr,
+    config: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    _body: *const EnvoyBuffer,
+    _body_size: usize,
+) {
+    // SAFETY: as above.
+    let Some(c) = (unsafe { module_config(config) }) else {
+        return;
+    };
+    let status = if result == abi::CALLOUT_SUCCESS && !headers.is_null() {
+        // SAFETY: Envoy passes `headers_size` headers valid during this call.
+        let headers = unsafe { std::slice::from_raw_parts(headers, headers_size) };
+        headers.iter().find_map(|h| {
+            let key = EnvoyBuffer {
+                ptr: h.key_ptr,
+                length: h.key_length,
+            };
+            let value = EnvoyBuffer {
+                ptr: h.value_ptr,
+                length: h.value_length,
+            };
+            // SAFETY: as above.
+            let (k, v) = unsafe { (key.bytes(), value.bytes()) };
+            (k == b":status")
+                .then(|| canary_router::stats::parse_status(v))
+                .flatten()
+        })
+    } else {
+        None
+    };
+    c.relay.done(callout_id, status);
 }
 
 // ---- Hooks this module does not use (required by Envoy's loader) ----------------------------
@@ -252,30 +318,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    _envoy: ConfigEnvoyPtr,
-    _config: *const c_void,
-    _event_id: u64,
-) {
-}
-
-#[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     _envoy: FilterEnvoyPtr,
     _filter: *const c_void,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *const EnvoyHttpHeader,
-    _headers_size: usize,
-    _body: *const EnvoyBuffer,
-    _body_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    _envoy: ConfigEnvoyPtr,
-    _config: *const c_void,
     _callout_id: u64,
     _result: u32,
     _headers: *const EnvoyHttpHeader,

@@ -26,6 +26,29 @@ thread_local! {
     /// The stream Envoy is calling the module for on this thread, and its configuration.
     static CURRENT: Cell<(FilterEnvoyPtr, *const ModuleConfig)> =
         const { Cell::new((std::ptr::null_mut(), std::ptr::null())) };
+    /// The answer headers of the guard notification being handed to a root
+    /// (`on_http_call_response` reads them as proxy-wasm's `HttpCallResponseHeaders`).
+    static CALL_ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `status` as the answer headers of a guard notification.
+pub fn with_call_answer<R>(status: Option<u16>, f: impl FnOnce() -> R) -> R {
+    let status = status.map(|s| s.to_string()).unwrap_or_default();
+    let header = EnvoyHttpHeader {
+        key_ptr: b":status".as_ptr().cast(),
+        key_length: 7,
+        value_ptr: status.as_ptr().cast(),
+        value_length: status.len(),
+    };
+    let answer = if status.is_empty() {
+        Vec::new()
+    } else {
+        serialize(&[header])
+    };
+    CALL_ANSWER.set(answer);
+    let r = f();
+    CALL_ANSWER.take();
+    r
 }
 
 /// Runs `f` with `filter` (of configuration `config`) as this thread's current stream.
@@ -84,6 +107,9 @@ impl NativeHost {
 
 impl Headers for NativeHost {
     fn header_map(&self, map: MapType) -> HeaderMap {
+        if map == MapType::HttpCallResponseHeaders {
+            return HeaderMap::from_bytes(CALL_ANSWER.with_borrow(|a| a.clone()));
+        }
         let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
             return HeaderMap::from_bytes(Vec::new());
         };
@@ -169,9 +195,13 @@ fn serialize(headers: &[EnvoyHttpHeader]) -> Vec<u8> {
 
 impl Properties for NativeHost {
     /// The properties the filter reads, as far as the dynamic-module ABI gives them: the source
-    /// address and the route name. Node metadata, the node id and route metadata are not
-    /// offered (the configuration refuses route metadata, see `ModuleConfig::check`).
+    /// address and the route name; the node id as [`node_id`] says. Node metadata and route
+    /// metadata are not offered (the configuration refuses route metadata, see
+    /// `ModuleConfig::check`).
     fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+        if path == b"xds\0node\0id" {
+            return Some(node_id().into_bytes());
+        }
         let filter = self.filter()?;
         let id = match path {
             b"source\0address" => abi::ATTRIBUTE_SOURCE_ADDRESS,
@@ -206,6 +236,20 @@ impl Properties for NativeHost {
             )
         };
     }
+}
+
+/// The name guard messages give this proxy: the ABI does not give Envoy's node id, so the
+/// environment variable `CANARY_ROUTER_NODE` (set it to the node id), else the host name.
+fn node_id() -> String {
+    std::env::var("CANARY_ROUTER_NODE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default()
 }
 
 impl Clock for NativeHost {
@@ -311,16 +355,19 @@ impl SharedData for NativeHost {
 }
 
 impl HttpCalls for NativeHost {
-    /// Guard notifications are not sent by the native module (the configuration refuses
-    /// receivers, see `ModuleConfig::new`).
+    /// Queued for the main thread, which sends it (`notify.rs`).
     fn http_call(
         &self,
-        _upstream: &str,
-        _headers: &[(&str, &str)],
-        _body: &[u8],
-        _timeout_ms: u32,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u32,
     ) -> Result<u32, Status> {
-        Err(UNIMPLEMENTED)
+        self.0
+            .config
+            .relay
+            .call(upstream, headers, body, timeout_ms)
+            .ok_or(UNIMPLEMENTED)
     }
 }
 

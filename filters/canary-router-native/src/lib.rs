@@ -14,12 +14,14 @@
 //! - `worker.rs`: one filter root per worker thread and configuration, as one Wasm VM per
 //!   worker; its timer runs on the worker's own requests.
 //! - `host.rs`: the host traits over the ABI; `shared.rs`: the guard's state shared by the
-//!   workers; `metrics.rs`: the metric families.
+//!   workers; `metrics.rs`: the metric families; `notify.rs`: guard notifications, sent by the
+//!   main thread.
 
 mod abi;
 mod hooks;
 mod host;
 mod metrics;
+mod notify;
 mod shared;
 mod worker;
 
@@ -28,6 +30,7 @@ use std::sync::atomic::AtomicBool;
 use canary_router::{Config, Environment};
 
 use crate::metrics::FamilyIds;
+use crate::notify::Relay;
 
 /// The filter name a configuration must use (`filter_name` in Envoy's configuration).
 pub const FILTER_NAME: &str = "canary-router";
@@ -39,6 +42,8 @@ pub struct ModuleConfig {
     pub families: FamilyIds,
     /// Set when Envoy destroys the configuration: workers then drop their roots of it.
     pub destroyed: AtomicBool,
+    /// Guard notifications, sent by the main thread.
+    pub relay: Relay,
 }
 
 impl ModuleConfig {
@@ -53,27 +58,14 @@ impl ModuleConfig {
         }
         let config = Config::from_json_in(json, &environment())
             .map_err(|e| e.errors().iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-        let mut unsupported = Vec::new();
         if config.route_metadata() {
-            unsupported.push(
+            return Err(vec![
                 "route_metadata: the native module does not read route metadata (Envoy's \
-                 dynamic-module ABI has no route metadata as a whole); use the Wasm filter"
+                 dynamic-module ABI does not give it as a whole); use the Wasm filter"
                     .to_string(),
-            );
+            ]);
         }
-        for (i, p) in config.policies().iter().enumerate() {
-            if p.guard().is_some_and(|g| !g.receivers().is_empty()) {
-                unsupported.push(format!(
-                    "policies[{i}].guard.notify: the native module does not send guard \
-                     notifications yet; use the Wasm filter"
-                ));
-            }
-        }
-        if unsupported.is_empty() {
-            Ok(config)
-        } else {
-            Err(unsupported)
-        }
+        Ok(config)
     }
 }
 

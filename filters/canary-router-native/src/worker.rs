@@ -5,7 +5,9 @@
 //! The root's timer (counter flush, guard merge and trip propagation, ramps) runs on the worker's
 //! own requests, when it is due, before the request is decided: the ABI offers no worker-thread
 //! timer outside a stream, and a decision never uses a view older than the timer's period.
-//! Counters are flushed when each stream ends (`hooks.rs`), so an idle worker holds nothing back.
+//! Counters are flushed and guard outcomes merged into the shared window when each stream ends
+//! (`hooks.rs`), so an idle worker holds nothing back; the answers to its guard notifications
+//! (`notify.rs`) reach it with its next request, and so do its retries of failed ones.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -15,7 +17,7 @@ use canary_router_filter::host::Clock;
 use canary_router_filter::root::Root;
 use canary_router_filter::stream::Stream;
 
-use crate::host::NativeHost;
+use crate::host::{with_call_answer, NativeHost};
 use crate::ModuleConfig;
 
 struct Worker {
@@ -27,6 +29,21 @@ struct Worker {
 
 thread_local! {
     static WORKERS: RefCell<Vec<Worker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// After a stream of `config` ended on this thread (inside its callback): with guards, its
+/// outcome goes to the shared window now and any change is reported, so a trip never waits
+/// for this worker's next request.
+pub fn stream_ended(config: &Arc<ModuleConfig>) {
+    WORKERS.with(|workers| {
+        let mut workers = workers.borrow_mut();
+        if let Some(w) = workers
+            .iter_mut()
+            .find(|w| Arc::ptr_eq(&w.host.worker().config, config))
+        {
+            w.root.tick_guards_now();
+        }
+    });
 }
 
 /// The stream of a new request of `config` on this thread: the worker's root for `config` is
@@ -43,6 +60,12 @@ pub fn new_stream(config: &Arc<ModuleConfig>) -> Stream<NativeHost> {
             .position(|w| Arc::ptr_eq(&w.host.worker().config, config));
         let worker = match at.and_then(|i| workers.get_mut(i)) {
             Some(w) => {
+                for answer in config.relay.answers() {
+                    let headers = usize::from(answer.status.is_some());
+                    with_call_answer(answer.status, || {
+                        w.root.on_http_call_response(answer.token, headers)
+                    });
+                }
                 let now = w.host.unix_ms();
                 if now >= w.next_tick_ms {
                     w.root.on_tick();
