@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import NATIVE, WASM, Backend, Envoy, bootstrap_for  # noqa: E402
+from harness import NATIVE, WASM, Backend, Envoy, bootstrap_for, native_supported  # noqa: E402
 
 
 # Test files that read only the repository's own files: no Envoy, no built module.
@@ -14,7 +14,7 @@ NEEDS_NOTHING_BUILT = {"test_docs.py"}
 
 def pytest_collection_finish(session):
     needs_module = any(item.path.name not in NEEDS_NOTHING_BUILT for item in session.items)
-    for built in (WASM, NATIVE) if needs_module else ():
+    for built in ((WASM, NATIVE) if native_supported() else (WASM,)) if needs_module else ():
         if not built.exists():
             pytest.exit(f"{built} is missing: run scripts/build.sh (scripts/test.sh does)",
                         returncode=2)
@@ -52,7 +52,8 @@ def pytest_generate_tests(metafunc):
     Wasm filter only (what they test is the Wasm filter's, or the native module refuses it)."""
     if "module" in metafunc.fixturenames:
         both = (metafunc.definition.get_closest_marker("both_modules") is not None
-                and metafunc.definition.get_closest_marker("wasm_only") is None)
+                and metafunc.definition.get_closest_marker("wasm_only") is None
+                and native_supported())
         metafunc.parametrize("module", ["wasm", "native"] if both else ["wasm"])
 
 
@@ -61,7 +62,8 @@ def envoys(tmp_path, request, module):
     """Starts Envoys for one test and stops them after it; prints their logs on failure."""
     running: list[Envoy] = []
 
-    def start(bootstrap: dict, concurrency: int = 2, name: str | None = None) -> Envoy:
+    def start(bootstrap: dict, concurrency: int = 2, name: str | None = None,
+              module: str = module) -> Envoy:
         e = Envoy(bootstrap, tmp_path, concurrency, name or f"envoy{len(running)}", module)
         running.append(e)
         return e

