@@ -362,7 +362,11 @@ def to_native(bootstrap: dict) -> dict:
 
 
 def plugin_config(bootstrap: dict) -> dict:
-    return json.loads(wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"])
+    """The plugin JSON of the Wasm filter or of the native module."""
+    typed = wasm_filter(bootstrap)["typed_config"]
+    if "filter_config" in typed:
+        return json.loads(typed["filter_config"]["value"])
+    return json.loads(typed["config"]["configuration"]["value"])
 
 
 def localize(bootstrap: dict, backends: dict[str, Backend]) -> dict:
@@ -377,8 +381,9 @@ def localize(bootstrap: dict, backends: dict[str, Backend]) -> dict:
         for group in cluster["load_assignment"]["endpoints"]:
             for ep in group["lb_endpoints"]:
                 ep["endpoint"]["address"]["socket_address"]["port_value"] = backend.port
-    code = wasm_filter(b)["typed_config"]["config"]["vm_config"]["code"]["local"]
-    code["filename"] = str(WASM)
+    config = wasm_filter(b)["typed_config"].get("config")
+    if config is not None:  # the Wasm filter (the native module is found by name)
+        config["vm_config"]["code"]["local"]["filename"] = str(WASM)
     return b
 
 

@@ -403,7 +403,7 @@ def test_envoy_validates_the_filter(system, tmp_path):
 def prometheus_value(envoy, name: str, **labels) -> float | None:
     """The value of the `name` series with exactly these labels in /stats/prometheus."""
     want = sorted(f'{k}="{v}"' for k, v in labels.items())
-    for line in envoy.admin_get("/stats/prometheus")[1].splitlines():
+    for line in envoy.prometheus().splitlines():
         m = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
         if m and m.group(1) == name and sorted(m.group(2).split(",")) == want:
             return float(m.group(3))

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from harness import NATIVE, ROOT, EnvoyFailed, bootstrap_for, envoy_binary, native_supported
+from harness import (NATIVE, ROOT, EnvoyFailed, bootstrap_for, bucket, envoy_binary,
+                     native_supported)
 
 pytestmark = pytest.mark.skipif(not native_supported(),
                                 reason="the native module is built for Envoy 1.40 only")
@@ -83,3 +84,118 @@ def test_the_filter_name_is_checked(envoys, backends):
     with pytest.raises(EnvoyFailed) as failed:
         envoys(b, module="wasm")  # already native: no second conversion
     assert 'filter_name: expected "canary-router", got "canary"' in failed.value.log
+
+
+def test_native_front_proxy_example_decides_as_the_wasm_one(envoys, backends):
+    """envoy-config/native-front-proxy.yaml: the front proxy's policy, the same variant for each
+    user as the Wasm filter's bucket table, rules, the minted cookie and the decision in filter
+    state for the access log."""
+    from collections import Counter
+    from harness import expected_variant, load_config, localize, plugin_config, wait_for
+    b = load_config("native-front-proxy.yaml")
+    assert plugin_config(b) == plugin_config(load_config("front-proxy.yaml"))
+    envoy = envoys(localize(b, backends.some("stable", "canary")), module="wasm")  # as written
+    cfg = plugin_config(b)["policies"][0]
+    variants = [(v["name"], v["weight"]) for v in cfg["variants"]]
+    users = [("/", {"x-user-id": f"fp-{i}"}) for i in range(2000)]
+    counts = Counter()
+    for (_, h), r in zip(users, envoy.request_many(users)):
+        assert r.served_by == expected_variant(variants, bucket(cfg["salt"], h["x-user-id"]))
+        counts[r.served_by] += 1
+    assert 150 < counts["canary"] < 250, counts
+    assert envoy.request("/", {"x-beta": "true", "x-user-id": "fp-1"}).served_by == "canary"
+    assert envoy.request("/?variant=canary").served_by == "canary"
+    assert envoy.request("/").header("set-cookie").startswith("canary-id=")
+    # The access log is written in batches.
+    assert wait_for(lambda: 'decision="reviews canary rule"' in envoy.log())
+
+
+def test_validate_mode_refuses_a_bad_native_configuration(tmp_path):
+    from test_examples import ENV
+    text = (ROOT / "envoy-config" / "native-front-proxy.yaml").read_text().replace(
+        '{"name": "stable", "weight": 90}', '{"name": "stable", "weight": 80}')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    out = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(bad), "--base-id", "11"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    assert out.returncode != 0
+    assert "policies[0].variants: weights sum to 90, they must sum to 100" in out.stdout + out.stderr
+
+
+# --- Envoy Gateway: envoy-config/envoy-gateway/native/ ------------------------------------------
+
+EG_NATIVE = ROOT / "envoy-config" / "envoy-gateway" / "native" / "canary-router-native-policy.yaml"
+
+
+def eg_native_policy() -> dict:
+    from schemas import manifests
+    [doc] = manifests(EG_NATIVE)
+    return doc
+
+
+def eg_native_filter() -> dict:
+    """The HttpFilter Envoy Gateway builds from the policy's dynamicModule entry (the library
+    registered as `canary-router` is libcanary_router.so)."""
+    import json
+    [m] = eg_native_policy()["spec"]["dynamicModule"]
+    return {"name": f"envoy.filters.http.dynamic_modules/{m['name']}", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+                 "DynamicModuleFilter",
+        "dynamic_module_config": {"name": "canary_router"},
+        "filter_name": m["filterName"],
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": json.dumps(m["config"])}}}
+
+
+def test_envoy_gateway_native_policy_validates_against_the_schema():
+    from schemas import validate
+    from test_kuma_envoy_gateway import declared_only
+    doc = eg_native_policy()
+    validate(doc)
+    assert declared_only(doc) == []
+    # The same policy as the Wasm filter's manifest.
+    from test_kuma_envoy_gateway import eg_wasm
+    assert doc["spec"]["dynamicModule"][0]["config"] == eg_wasm()["config"]
+
+
+@pytest.mark.parametrize("path, value", [
+    (("spec", "dynamicModule", 0, "name"), "canary_router"),  # not a DNS-1123 name
+    (("spec", "dynamicModule", 0, "filterName"), 7),
+    (("spec", "dynamicModule", 0, "filter_name"), "canary-router"),
+    (("spec", "dynamicModule"), [{"filterName": "canary-router"}]),  # no name
+], ids=["name-pattern", "filterName-type", "unknown-field", "name-missing"])
+def test_a_broken_native_policy_fails_validation(path, value):
+    import copy
+    import jsonschema
+    from schemas import validate
+    from test_kuma_envoy_gateway import declared_only
+    doc = copy.deepcopy(eg_native_policy())
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    try:
+        validate(doc)
+    except jsonschema.ValidationError:
+        return
+    assert declared_only(doc), "neither the schema nor the pruning check caught it"
+
+
+def test_the_validator_reads_the_native_policy(tmp_path):
+    from test_kuma_envoy_gateway import cli
+    ok = cli("validate", EG_NATIVE)
+    assert ok.returncode == 0 and "OK (1 policy)" in ok.stdout, ok.stdout + ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EG_NATIVE.read_text().replace("{name: canary, weight: 10}",
+                                                 "{name: canary, weight: 11}"))
+    out = cli("validate", bad)
+    assert out.returncode != 0
+    assert "spec.dynamicModule[0].config" in out.stdout + out.stderr
+    assert "weights sum to 101" in out.stdout + out.stderr
+
+
+def test_real_envoy_runs_the_envoy_gateway_native_filter(envoys, backends):
+    from test_kuma_envoy_gateway import as_envoy_gateway_does, check_decisions, routed_bootstrap
+    b = as_envoy_gateway_does(routed_bootstrap("envoy-gateway", backends), eg_native_filter())
+    envoy = envoys(b, module="wasm")  # the bootstrap already holds the native module
+    check_decisions(envoy, eg_native_policy()["spec"]["dynamicModule"][0]["config"])

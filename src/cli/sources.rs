@@ -8,6 +8,11 @@ use serde_json::Value;
 
 /// `@type` of the Envoy Wasm HTTP filter configuration.
 pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Envoy's dynamic-module HTTP filter: ours when its `filter_name` is [`NATIVE_FILTER_NAME`].
+pub const DYNAMIC_MODULE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+/// The native module's filter name (README "Native module").
+pub const NATIVE_FILTER_NAME: &str = "canary-router";
 /// `@type` of a `configuration` holding the plugin configuration as a string.
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -147,6 +152,17 @@ fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Conten
                     json: struct_json(wasm.get("config")),
                 });
             }
+            // And each spec.dynamicModule[i].config of the native module (other modules'
+            // configurations are not ours).
+            let natives = doc.pointer("/spec/dynamicModule").and_then(Value::as_array);
+            for (i, m) in natives.into_iter().flatten().enumerate() {
+                if m.get("filterName").and_then(Value::as_str) == Some(NATIVE_FILTER_NAME) {
+                    out.configs.push(Found {
+                        location: format!("{resource}: spec.dynamicModule[{i}].config"),
+                        json: struct_json(m.get("config")),
+                    });
+                }
+            }
         }
         if kind == "MeshProxyPatch" && api.starts_with("kuma.io/") {
             // Kuma's httpFilter modification holds the Envoy filter as a YAML string.
@@ -212,7 +228,12 @@ fn find_wasm(doc: &Value, prefix: &str, out: &mut Contents) {
     let mut found = Vec::new();
     walk(doc, &mut String::new(), &mut found);
     for (path, wasm) in found {
-        let field = "config.configuration.value";
+        let native = wasm.get("@type").and_then(Value::as_str) == Some(DYNAMIC_MODULE_TYPE);
+        let field = if native {
+            "filter_config.value"
+        } else {
+            "config.configuration.value"
+        };
         let location = if path.is_empty() {
             format!("{prefix}{field}")
         } else {
@@ -220,7 +241,11 @@ fn find_wasm(doc: &Value, prefix: &str, out: &mut Contents) {
         };
         out.configs.push(Found {
             location,
-            json: wasm_configuration(wasm),
+            json: if native {
+                string_value(wasm.get("filter_config"))
+            } else {
+                wasm_configuration(wasm)
+            },
         });
     }
 }
@@ -228,7 +253,10 @@ fn find_wasm(doc: &Value, prefix: &str, out: &mut Contents) {
 fn walk<'a>(v: &'a Value, path: &mut String, found: &mut Vec<(String, &'a Value)>) {
     match v {
         Value::Object(map) => {
-            if map.get("@type").and_then(Value::as_str) == Some(WASM_TYPE) {
+            let t = map.get("@type").and_then(Value::as_str);
+            let native = t == Some(DYNAMIC_MODULE_TYPE)
+                && map.get("filter_name").and_then(Value::as_str) == Some(NATIVE_FILTER_NAME);
+            if t == Some(WASM_TYPE) || native {
                 found.push((path.clone(), v));
                 return;
             }
@@ -263,7 +291,13 @@ fn walk<'a>(v: &'a Value, path: &mut String, found: &mut Vec<(String, &'a Value)
 /// The plugin configuration of an Envoy Wasm filter, as Envoy hands it to the filter: the
 /// string in `config.configuration` (a `google.protobuf.StringValue`); none is empty.
 fn wasm_configuration(wasm: &Value) -> Result<Vec<u8>, String> {
-    let Some(configuration) = wasm.pointer("/config/configuration") else {
+    string_value(wasm.pointer("/config/configuration"))
+}
+
+/// The JSON held by a `google.protobuf.StringValue` (the Wasm filter's `configuration`, the
+/// native module's `filter_config`); empty if absent.
+fn string_value(configuration: Option<&Value>) -> Result<Vec<u8>, String> {
+    let Some(configuration) = configuration else {
         return Ok(Vec::new());
     };
     if let Some(t) = configuration.get("@type").and_then(Value::as_str) {
