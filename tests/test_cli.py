@@ -46,10 +46,14 @@ def write(path: Path, content: dict | str) -> Path:
 
 
 def wasm_configs(node) -> list[dict]:
-    """Every plugin configuration held by an Envoy Wasm filter in a loaded YAML document."""
+    """Every plugin configuration held by an Envoy Wasm filter (or the native module's
+    DynamicModuleFilter) in a loaded YAML document."""
     if isinstance(node, dict):
         if node.get("@type") == WASM_TYPE:
             return [json.loads(node["config"]["configuration"]["value"])]
+        if node.get("@type", "").endswith(".DynamicModuleFilter") \
+                and node.get("filter_name") == "canary-router":
+            return [json.loads(node["filter_config"]["value"])]
         return [c for v in node.values() for c in wasm_configs(v)]
     if isinstance(node, list):
         return [c for v in node for c in wasm_configs(v)]
