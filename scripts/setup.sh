@@ -39,6 +39,9 @@ fi
 
 if [[ $want_test == 1 ]]; then
   command -v node >/dev/null || { log "apt-get install nodejs"; apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; }
+  # nm and strings: tests/test_native.py checks the native module's bindings against Envoy.
+  command -v nm >/dev/null && command -v strings >/dev/null ||
+    { log "apt-get install binutils"; apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
   # A real Prometheus for tests/test_prometheus.py (Debian's package; the test starts its own
   # process on a free port). The package's service may fail to start where there is no init
   # system: that does not matter as long as the binary is there.

