@@ -37,6 +37,8 @@ import procs as P  # noqa: E402
 import report  # noqa: E402
 
 ROOT = C.ROOT
+# Where every Envoy the benchmark starts finds the native module.
+os.environ.setdefault("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", str(C.NATIVE_MODULE.parent))
 BASE_ID = 61000  # tests use (pid % 5000) * 10 + k, the demo 4242
 
 MODES = {
@@ -50,7 +52,7 @@ MODES = {
         "micro": [],
     },
     "quick": {
-        "callgrind": ["native", "canary-router", "no-response-metrics"],
+        "callgrind": ["native", "canary-router", "no-response-metrics", "native-module"],
         "cg_warmup": 50, "cg_n1": 50, "cg_n2": 250, "cg_pairs": 1,
         "warmup": 200, "mem_requests": 10_000,
         "rounds": 1, "seconds": 2.0,
@@ -319,10 +321,12 @@ class Harness:
         """canary_router_requests_total by variant/reason (the filter's own count)."""
         out: dict[str, int] = {}
         for k, v in e.stats("canary_router_requests_total").items():
-            variant = re.search(r"variant=\.=(.*?);\.;", k)
-            reason = re.search(r"reason=\.=(.*?);\.;", k)
+            # The Wasm filter's tagged names, or the native module's labelled ones
+            # (`….variant.canary.reason.rule`).
+            variant = re.search(r"variant=\.=(.*?);\.;|\.variant\.([^.]+)", k)
+            reason = re.search(r"reason=\.=(.*?);\.;|\.reason\.([^.]+)", k)
             if variant and reason and v:
-                key = f"{variant.group(1)}/{reason.group(1)}"
+                key = f"{variant.group(1) or variant.group(2)}/{reason.group(1) or reason.group(2)}"
                 out[key] = out.get(key, 0) + int(v)
         return out
 

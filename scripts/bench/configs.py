@@ -18,6 +18,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "dist" / "canary-router.wasm"
+# The native Envoy module (scripts/build.sh); bench.py points ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+# at its directory.
+NATIVE_MODULE = ROOT / "dist" / "libcanary_router.so"
 EMPTY_WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "empty_filter.wasm"
 PEER_LUA = Path(__file__).resolve().parent / "peer.lua"
 
@@ -168,6 +171,17 @@ def wasm_filter(name: str, path: Path, configuration: str | None) -> dict:
         "config": config}}
 
 
+def native_module_filter(configuration: str) -> dict:
+    """The native module (README "Native module"), configured with the same JSON."""
+    return {"name": "canary-router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+                 "DynamicModuleFilter",
+        "dynamic_module_config": {"name": "canary_router"},
+        "filter_name": "canary-router",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": configuration}}}
+
+
 def lua_filter() -> dict:
     return {"name": "envoy.filters.http.lua", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
@@ -244,6 +258,10 @@ def all_configs(policy_counts: list[int]) -> list[BenchConfig]:
                     checks=[(USER, USER_VARIANT), (CANARY_USER, "canary")]),
         canary_router("canary-router", "the typical config: 1 policy, 10/90, sticky header + "
                       "cookie minting, 3 rules, stats on", TYPICAL),
+        BenchConfig("native-module", "the typical config in the native Envoy module "
+                    "(`filters/canary-router-native`), stats on",
+                    HEADER_ROUTES, [native_module_filter(json.dumps(TYPICAL, separators=(",", ":")))],
+                    router=True, checks=[(USER, USER_VARIANT), (CANARY_USER, "canary")]),
         canary_router("no-response-metrics", "the typical config with `\"response_metrics\": "
                       "false` (request counter only; no response read)",
                       {**TYPICAL, "response_metrics": False}),

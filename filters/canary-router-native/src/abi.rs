@@ -230,14 +230,15 @@ unsafe extern "C" {
         timeout_ms: u64,
     ) -> u32;
 
-    /// Adds to the counter `id{label_values}` of the stream's configuration.
-    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter: FilterEnvoyPtr,
+    /// Adds to the counter `id{label_values}` of `config` (the main thread's flush).
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: ConfigEnvoyPtr,
         id: usize,
         label_values: *const ModuleBuffer,
         label_values_length: usize,
         value: u64,
     ) -> u32;
+
     pub fn envoy_dynamic_module_callback_http_filter_set_gauge(
         filter: FilterEnvoyPtr,
         id: usize,

@@ -14,7 +14,9 @@ use canary_router_filter::stream::Stream;
 
 use crate::abi::{self, ConfigEnvoyPtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr};
 use crate::host::{log, with_current, NativeHost};
+use crate::metrics::Counters;
 use crate::notify::Relay;
+use crate::scheduler::Scheduler;
 use crate::{metrics, worker, ModuleConfig};
 
 /// One stream's state: its configuration, and the filter's stream once the request headers
@@ -63,6 +65,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 families: metrics::define_families(config_envoy),
                 destroyed: Default::default(),
                 relay: Relay::new(config_envoy),
+                counters: Counters::default(),
+                scheduler: Scheduler::new(config_envoy),
+                config_envoy: config_envoy as usize,
             };
             Arc::into_raw(Arc::new(config)).cast::<c_void>()
         }
@@ -87,7 +92,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
     // that reference (streams hold their own).
     let config = unsafe { Arc::from_raw(config.cast::<ModuleConfig>()) };
     config.destroyed.store(true, Ordering::Relaxed);
-    config.relay.close();
+    config.scheduler.close();
+    // The last counts (the configuration's destructor is running: its stats still exist).
+    config
+        .counters
+        .flush(config.config_envoy as ConfigEnvoyPtr, &config.families);
 }
 
 /// # Safety
@@ -198,7 +207,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     }
 }
 
-/// The main thread, woken by a worker that queued a guard notification: sends it.
+/// The main thread, woken by a worker that queued a guard notification or by the timer: sends
+/// the notifications and adds the workers' counts to Envoy's counters.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _envoy: ConfigEnvoyPtr,
@@ -208,6 +218,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     // SAFETY: Envoy schedules events only for a live configuration.
     if let Some(c) = unsafe { module_config(config) } {
         c.relay.send_queued();
+        c.counters
+            .flush(c.config_envoy as ConfigEnvoyPtr, &c.families);
     }
 }
 

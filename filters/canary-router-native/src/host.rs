@@ -18,7 +18,7 @@ use canary_router_filter::host::{
 };
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
-use crate::metrics::{self, Series, MAX_LABELS};
+use crate::metrics::{self, PendingCount, Series, MAX_LABELS};
 use crate::shared;
 use crate::ModuleConfig;
 
@@ -65,8 +65,9 @@ const UNIMPLEMENTED: Status = Status(12);
 /// One worker's view of one configuration: what its host calls need.
 pub struct WorkerConfig {
     pub config: Arc<ModuleConfig>,
-    /// The label sets defined so far; a metric id is an index.
-    series: RefCell<Vec<Series>>,
+    /// The label sets defined so far; a metric id is an index. Counters have their pending
+    /// count (added to Envoy's by the main thread).
+    series: RefCell<Vec<(Series, Option<Arc<PendingCount>>)>>,
     /// The root's timer period (`set_tick_period_ms`).
     pub tick_ms: Cell<u32>,
 }
@@ -264,38 +265,30 @@ impl Stats for NativeHost {
     fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32> {
         let series = metrics::parse(kind, name)?;
         let mut all = self.0.series.borrow_mut();
-        let id = match all.iter().position(|s| *s == series) {
+        let id = match all.iter().position(|(s, _)| *s == series) {
             Some(i) => i,
             None => {
-                all.push(series);
+                // A counter exists (at 0) once defined, as in the Wasm filter: the main thread's
+                // next flush creates it.
+                let pending =
+                    (kind == MetricType::Counter).then(|| self.0.config.counters.register(&series));
+                all.push((series, pending));
                 all.len() - 1
             }
         };
-        drop(all);
-        let id = u32::try_from(id).ok()?;
-        // A counter exists (at 0) once defined, as in the Wasm filter: Envoy creates a labelled
-        // counter on its first increment.
-        if kind == MetricType::Counter {
-            self.increment_metric(id, 0);
-        }
-        Some(id)
+        u32::try_from(id).ok()
     }
 
+    /// Counted here, added to Envoy's counter by the main thread (`metrics::Counters`).
     fn increment_metric(&self, id: u32, by: i64) {
-        let value = u64::try_from(by).unwrap_or(0);
-        self.with_series(id, |filter, family, values, n| {
-            // SAFETY: `filter` is current; `values` holds `n` label buffers.
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                    filter, family, values, n, value,
-                )
-            }
-        });
+        if let Some((_, Some(pending))) = self.0.series.borrow().get(id as usize) {
+            pending.add(u64::try_from(by).unwrap_or(0));
+        }
     }
 
     fn record_metric(&self, id: u32, value: u64) {
         let gauge =
-            self.0.series.borrow().get(id as usize).map(|s| s.kind) == Some(MetricType::Gauge);
+            self.0.series.borrow().get(id as usize).map(|(s, _)| s.kind) == Some(MetricType::Gauge);
         self.with_series(id, |filter, family, values, n| {
             let record = if gauge {
                 abi::envoy_dynamic_module_callback_http_filter_set_gauge
@@ -324,7 +317,7 @@ impl NativeHost {
             return;
         };
         let all = self.0.series.borrow();
-        let Some(series) = all.get(id as usize) else {
+        let Some((series, _)) = all.get(id as usize) else {
             return;
         };
         let Some(Some(family)) = self.0.config.families.get(series.family) else {
@@ -366,7 +359,13 @@ impl HttpCalls for NativeHost {
         self.0
             .config
             .relay
-            .call(upstream, headers, body, timeout_ms)
+            .call(
+                &self.0.config.scheduler,
+                upstream,
+                headers,
+                body,
+                timeout_ms,
+            )
             .ok_or(UNIMPLEMENTED)
     }
 }

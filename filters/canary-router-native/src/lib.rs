@@ -15,13 +15,14 @@
 //!   worker; its timer runs on the worker's own requests.
 //! - `host.rs`: the host traits over the ABI; `shared.rs`: the guard's state shared by the
 //!   workers; `metrics.rs`: the metric families; `notify.rs`: guard notifications, sent by the
-//!   main thread.
+//!   main thread; `scheduler.rs`: waking the main thread (a worker's notification, the timer).
 
 mod abi;
 mod hooks;
 mod host;
 mod metrics;
 mod notify;
+mod scheduler;
 mod shared;
 mod worker;
 
@@ -29,8 +30,9 @@ use std::sync::atomic::AtomicBool;
 
 use canary_router::{Config, Environment};
 
-use crate::metrics::FamilyIds;
+use crate::metrics::{Counters, FamilyIds};
 use crate::notify::Relay;
+use crate::scheduler::Scheduler;
 
 /// The filter name a configuration must use (`filter_name` in Envoy's configuration).
 pub const FILTER_NAME: &str = "canary-router";
@@ -44,6 +46,12 @@ pub struct ModuleConfig {
     pub destroyed: AtomicBool,
     /// Guard notifications, sent by the main thread.
     pub relay: Relay,
+    /// The workers' counts, added to Envoy's counters by the main thread.
+    pub counters: Counters,
+    /// Wakes the main thread (for both).
+    pub scheduler: Scheduler,
+    /// Envoy's configuration, used on the main thread only.
+    pub config_envoy: usize,
 }
 
 impl ModuleConfig {

@@ -1,14 +1,15 @@
 //! Guard notifications from the workers, sent by the main thread. The guard's code decides on a
 //! worker (`guard.rs`'s outbox, on the worker root's timer) and calls `http_call`; the ABI sends
 //! HTTP requests from a configuration only on the main thread, so the call is queued here and
-//! the main thread woken by the configuration's scheduler; it sends it, and puts the answer
+//! the main thread woken (`scheduler.rs`); it sends it, and puts the answer
 //! (or its absence) back for the worker, which hands it to its root on its next timer run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::abi::{self, ConfigEnvoyPtr, ConfigSchedulerPtr, ModuleBuffer, ModuleHttpHeader};
+use crate::abi::{self, ConfigEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
+use crate::scheduler::Scheduler;
 
 /// A request a worker asked for.
 pub struct Call {
@@ -28,9 +29,8 @@ pub struct Answer {
 
 /// One configuration's calls on their way, and Envoy's pointers for sending them.
 pub struct Relay {
-    /// Envoy's configuration and its scheduler, used on the main thread only.
+    /// Envoy's configuration, used on the main thread only.
     config_envoy: usize,
-    scheduler: usize,
     queued: Mutex<Vec<Call>>,
     /// Callout id → (worker, token).
     in_flight: Mutex<HashMap<u64, (u64, u32)>>,
@@ -56,28 +56,11 @@ fn this_worker() -> u64 {
 impl Relay {
     /// On the main thread, in `on_http_filter_config_new`.
     pub fn new(config_envoy: ConfigEnvoyPtr) -> Relay {
-        // SAFETY: `config_envoy` is the configuration Envoy is creating, on the main thread.
-        let scheduler = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy)
-        };
         Relay {
             config_envoy: config_envoy as usize,
-            scheduler: scheduler as usize,
             queued: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
             answers: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// On the main thread, in `on_http_filter_config_destroy`.
-    pub fn close(&self) {
-        if self.scheduler != 0 {
-            // SAFETY: created in `new` for this configuration, deleted once.
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-                    self.scheduler as ConfigSchedulerPtr,
-                );
-            }
         }
     }
 
@@ -85,14 +68,12 @@ impl Relay {
     /// carry.
     pub fn call(
         &self,
+        scheduler: &Scheduler,
         upstream: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         timeout_ms: u32,
     ) -> Option<u32> {
-        if self.scheduler == 0 {
-            return None;
-        }
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         lock(&self.queued).push(Call {
             worker: this_worker(),
@@ -105,14 +86,7 @@ impl Relay {
             body: body.to_vec(),
             timeout_ms,
         });
-        // SAFETY: the scheduler lives as long as the configuration, which outlives its streams
-        // (this runs inside one); committing is thread-safe.
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                self.scheduler as ConfigSchedulerPtr,
-                0,
-            );
-        }
+        scheduler.wake();
         Some(token)
     }
 
