@@ -38,8 +38,8 @@ if ((${#missing[@]})); then
 fi
 
 "$ROOT/scripts/build.sh"
-log "building the empty filter (the empty-wasm floor)"
-cargo build -q --release --target wasm32-unknown-unknown -p empty-filter
+log "building the empty filter and the floor filter (configurations empty-wasm and floor)"
+cargo build -q --release --target wasm32-unknown-unknown -p empty-filter -p floor-filter
 log "building the core micro-benchmark"
 cargo bench -q --bench decide --no-run
 

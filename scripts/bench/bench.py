@@ -35,6 +35,7 @@ import configs as C  # noqa: E402
 import hostile  # noqa: E402
 import procs as P  # noqa: E402
 import report  # noqa: E402
+import units as U  # noqa: E402
 
 ROOT = C.ROOT
 BASE_ID = 61000  # tests use (pid % 5000) * 10 + k, the demo 4242
@@ -50,7 +51,7 @@ MODES = {
         "micro": [],
     },
     "quick": {
-        "callgrind": ["native", "canary-router", "no-response-metrics"],
+        "callgrind": ["native", "floor", "canary-router", "no-response-metrics"],
         "cg_warmup": 50, "cg_n1": 50, "cg_n2": 250, "cg_pairs": 1,
         "warmup": 200, "mem_requests": 10_000,
         "rounds": 1, "seconds": 2.0,
@@ -113,6 +114,7 @@ class Harness:
         self.work = out / "envoy"
         self.configs = {c.name: c for c in C.all_configs(POLICY_COUNTS)}
         self.base_id = BASE_ID
+        self.unit_functions: dict | None = None  # set by cost_units
         # Pin Envoy (one worker) and wrk to different cores when there are at least two.
         two = (os.cpu_count() or 1) >= 2 and P.run(["taskset", "-c", "1", "true"], 10).returncode == 0
         self.envoy_cpu, self.wrk_cpu = (0, 1) if two else (None, None)
@@ -206,12 +208,40 @@ class Harness:
         for name in names:
             results[name] = self.callgrind_one(name, self.m["cg_n1"], self.m["cg_n2"],
                                                self.m["cg_warmup"], self.m["cg_pairs"])
+        self.cost_units(results)
         if self.mode == "full":
             # Repeatability across processes: native again, at the end of the callgrind phase.
             again = self.callgrind_one("native", self.m["cg_n1"], self.m["cg_n2"],
                                        self.m["cg_warmup"], self.m["cg_pairs"], tag="-repeat")
             results["native"]["repeat"] = again["instructions_per_request"]
         return results
+
+    def cost_units(self, results: dict) -> None:
+        """Callbacks, host calls and buffers per request of each configuration, and the price of
+        each unit, from its last pair of dumps (scripts/bench/units.py). The functions that
+        count them are found once, in the profile of a configuration whose module reads a
+        buffer, and then counted in every profile (native's counts are zero)."""
+        binary = Path(P.envoy_binary())
+        loc, why = None, "no configuration under callgrind returned a buffer"
+        for name in ("canary-router", *results):
+            if name not in results or not self.configs[name].wasm:
+                continue
+            try:
+                loc = U.locate(binary, U.parse(ROOT / results[name]["files"][-1]))
+                break
+            except (LookupError, ValueError, OSError) as e:
+                why = f"{name}: {e}"
+        if loc is None:
+            log(f"cost units: not counted ({why})")
+            return
+        log("cost units per request (callbacks in, host calls out, buffers returned):")
+        for name, res in results.items():
+            f1, f2 = (ROOT / f for f in res["files"][-2:])
+            e = res["estimates"][-1]
+            res["units"] = U.units(f1, f2, e["n2"] - e["n1"], loc)
+            u = res["units"]
+            log(f"  {name:20} {u['callbacks']:5.2f} {u['host_calls']:5.2f} {u['buffers']:5.2f}")
+        self.unit_functions = {k: v for k, v in loc.items() if k != "binary_end"}
 
     # --- 2 and 3. throughput, latency and memory (all Envoys up front, wrk interleaved) ------
 
@@ -359,7 +389,8 @@ class Harness:
 
     @staticmethod
     def sizes() -> dict:
-        return {"canary-router": C.WASM.stat().st_size, "empty-wasm": C.EMPTY_WASM.stat().st_size}
+        return {"canary-router": C.WASM.stat().st_size, "empty-wasm": C.EMPTY_WASM.stat().st_size,
+                "floor": C.FLOOR_WASM.stat().st_size}
 
 
 def summarize_rounds(runs: dict[str, list[dict]], clusters: dict[str, dict]) -> dict:
@@ -395,6 +426,10 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
                         "policies": c.policies, "wasm": c.wasm} for n, c in h.configs.items()},
         "results_path": str((out / "results.json").relative_to(ROOT)),
         "callgrind_dir": str((out / "callgrind").relative_to(ROOT))}
+    # The last two `--throughput` runs: how well two runs of the wrk rounds agree.
+    results["throughput_runs"] = [
+        {k: v for k, v in json.loads(f.read_text()).items() if k != "throughput"}
+        for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]]
     agreement_file = ROOT / "target" / "bench" / "agreement.json"
     if agreement_file.exists():
         results["agreement"] = json.loads(agreement_file.read_text())
@@ -404,6 +439,7 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
     h.validate_all()
     load["callgrind"] = os.getloadavg()[0]
     results["callgrind"] = h.callgrind_all()
+    results["unit_functions"] = h.unit_functions
     load["wrk"] = os.getloadavg()[0]
     results["throughput"], results["memory"] = h.load_phase()
     load["micro"] = os.getloadavg()[0]
