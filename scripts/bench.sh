@@ -8,6 +8,8 @@
 #   scripts/bench.sh --hostile  instructions per request of the hostile requests of
 #                               tests/test_hostile.py, native and through the filter (~10 min):
 #                               the "Hostile requests" section of BENCHMARKS.md
+#   scripts/bench.sh --throughput [ROUNDS]  the wrk rounds alone (default 10), compared with the
+#                               previous such run (target/bench-throughput/)
 # Set-up is included (idempotent): scripts/setup.sh, plus wrk and valgrind from Debian.
 # Run it on an otherwise idle machine; a busy machine inflates the figures.
 set -euo pipefail
@@ -19,8 +21,9 @@ case "${1:-}" in
   "") ;;
   --quick) mode=(--quick) ;;
   --agreement) mode=(--agreement "${2:-canary-router}") ;;
+  --throughput) mode=(--throughput "${2:-10}") ;;
   --hostile) mode=(--hostile) ; [[ "${2:-}" == "--quick" ]] && mode+=(--quick) ;;
-  *) echo "usage: scripts/bench.sh [--quick | --hostile [--quick] | --agreement CONFIG]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [--quick | --hostile [--quick] | --agreement CONFIG | --throughput [ROUNDS]]" >&2; exit 2 ;;
 esac
 
 "$ROOT/scripts/setup.sh"
@@ -35,8 +38,8 @@ if ((${#missing[@]})); then
 fi
 
 "$ROOT/scripts/build.sh"
-log "building the empty filter (the empty-wasm floor)"
-cargo build -q --release --target wasm32-unknown-unknown -p empty-filter
+log "building the empty filter and the floor filter (configurations empty-wasm and floor)"
+cargo build -q --release --target wasm32-unknown-unknown -p empty-filter -p floor-filter
 log "building the core micro-benchmark"
 cargo bench -q --bench decide --no-run
 

@@ -35,6 +35,7 @@ import configs as C  # noqa: E402
 import hostile  # noqa: E402
 import procs as P  # noqa: E402
 import report  # noqa: E402
+import units as U  # noqa: E402
 
 ROOT = C.ROOT
 # Where every Envoy the benchmark starts finds the native module.
@@ -52,7 +53,7 @@ MODES = {
         "micro": [],
     },
     "quick": {
-        "callgrind": ["native", "canary-router", "no-response-metrics", "native-module"],
+        "callgrind": ["native", "floor", "canary-router", "no-response-metrics", "native-module"],
         "cg_warmup": 50, "cg_n1": 50, "cg_n2": 250, "cg_pairs": 1,
         "warmup": 200, "mem_requests": 10_000,
         "rounds": 1, "seconds": 2.0,
@@ -115,6 +116,7 @@ class Harness:
         self.work = out / "envoy"
         self.configs = {c.name: c for c in C.all_configs(POLICY_COUNTS)}
         self.base_id = BASE_ID
+        self.unit_functions: dict | None = None  # set by cost_units
         # Pin Envoy (one worker) and wrk to different cores when there are at least two.
         two = (os.cpu_count() or 1) >= 2 and P.run(["taskset", "-c", "1", "true"], 10).returncode == 0
         self.envoy_cpu, self.wrk_cpu = (0, 1) if two else (None, None)
@@ -208,12 +210,40 @@ class Harness:
         for name in names:
             results[name] = self.callgrind_one(name, self.m["cg_n1"], self.m["cg_n2"],
                                                self.m["cg_warmup"], self.m["cg_pairs"])
+        self.cost_units(results)
         if self.mode == "full":
             # Repeatability across processes: native again, at the end of the callgrind phase.
             again = self.callgrind_one("native", self.m["cg_n1"], self.m["cg_n2"],
                                        self.m["cg_warmup"], self.m["cg_pairs"], tag="-repeat")
             results["native"]["repeat"] = again["instructions_per_request"]
         return results
+
+    def cost_units(self, results: dict) -> None:
+        """Callbacks, host calls and buffers per request of each configuration, and the price of
+        each unit, from its last pair of dumps (scripts/bench/units.py). The functions that
+        count them are found once, in the profile of a configuration whose module reads a
+        buffer, and then counted in every profile (native's counts are zero)."""
+        binary = Path(P.envoy_binary())
+        loc, why = None, "no configuration under callgrind returned a buffer"
+        for name in ("canary-router", *results):
+            if name not in results or not self.configs[name].wasm:
+                continue
+            try:
+                loc = U.locate(binary, U.parse(ROOT / results[name]["files"][-1]))
+                break
+            except (LookupError, ValueError, OSError) as e:
+                why = f"{name}: {e}"
+        if loc is None:
+            log(f"cost units: not counted ({why})")
+            return
+        log("cost units per request (callbacks in, host calls out, buffers returned):")
+        for name, res in results.items():
+            f1, f2 = (ROOT / f for f in res["files"][-2:])
+            e = res["estimates"][-1]
+            res["units"] = U.units(f1, f2, e["n2"] - e["n1"], loc)
+            u = res["units"]
+            log(f"  {name:20} {u['callbacks']:5.2f} {u['host_calls']:5.2f} {u['buffers']:5.2f}")
+        self.unit_functions = {k: v for k, v in loc.items() if k != "binary_end"}
 
     # --- 2 and 3. throughput, latency and memory (all Envoys up front, wrk interleaved) ------
 
@@ -277,20 +307,7 @@ class Harness:
             time.sleep(VM_TICK_WAIT)
             memory["after_requests"] = self.memory_point(envoys, f"after {target} requests")
 
-            rounds = self.m["rounds"]
-            log(f"wrk: {rounds} round(s) x {len(names)} configurations x {self.m['seconds']:.0f} s, "
-                f"interleaved, -t1 -c{WRK_CONNECTIONS}")
-            runs: dict[str, list[dict]] = {n: [] for n in names}
-            for r in range(rounds):
-                for name, e in envoys.items():
-                    res = P.wrk(e.port, self.configs[name].host, self.m["seconds"],
-                                WRK_CONNECTIONS, self.wrk_cpu)
-                    e.alive_or_raise()
-                    if res["errors"]:
-                        raise RuntimeError(f"{name}: wrk saw {res['errors']} errors\n{e.log_tail()}")
-                    runs[name].append(res)
-                log(f"  round {r + 1}: " + ", ".join(
-                    f"{n} {runs[n][-1]['rps']:.0f}" for n in names) + " req/s")
+            runs = self.wrk_rounds(envoys, names, self.m["rounds"])
             if self.m["final_memory"]:
                 time.sleep(VM_TICK_WAIT)
                 memory["after_rounds"] = self.memory_point(envoys, "after the wrk rounds")
@@ -300,21 +317,49 @@ class Harness:
             for e in envoys.values():
                 e.stop()
 
-        throughput = {}
-        for name in names:
-            ratios = [runs[name][i]["rps"] / runs["native"][i]["rps"] for i in range(rounds)]
-            throughput[name] = {
-                "rounds": runs[name],
-                "rps_median": statistics.median(x["rps"] for x in runs[name]),
-                "p50_ms_median": statistics.median(x["p50_ms"] for x in runs[name]),
-                "p99_ms_median": statistics.median(x["p99_ms"] for x in runs[name]),
-                "ratio_median": statistics.median(ratios),
-                "ratio_min": min(ratios),
-                "ratio_max": max(ratios),
-                "clusters": clusters[name],
-            }
+        throughput = summarize_rounds(runs, clusters)
         memory["decisions_after_warmup"] = decisions
         return throughput, memory
+
+    def wrk_rounds(self, envoys: dict[str, P.Envoy], names: list[str],
+                   rounds: int) -> dict[str, list[dict]]:
+        """`rounds` rounds of wrk, each running every configuration once in turn (A B C … A B C …),
+        so that each round's ratio to native compares Envoys measured under the same load."""
+        log(f"wrk: {rounds} round(s) x {len(names)} configurations x {self.m['seconds']:.0f} s, "
+            f"interleaved, -t1 -c{WRK_CONNECTIONS}")
+        runs: dict[str, list[dict]] = {n: [] for n in names}
+        for r in range(rounds):
+            for name in names:
+                e = envoys[name]
+                res = P.wrk(e.port, self.configs[name].host, self.m["seconds"],
+                            WRK_CONNECTIONS, self.wrk_cpu)
+                e.alive_or_raise()
+                if res["errors"]:
+                    raise RuntimeError(f"{name}: wrk saw {res['errors']} errors\n{e.log_tail()}")
+                runs[name].append(res)
+            log(f"  round {r + 1}: " + ", ".join(
+                f"{n} {runs[n][-1]['rps']:.0f}" for n in names) + " req/s")
+        return runs
+
+    def throughput_only(self, rounds: int) -> dict:
+        """The load phase's wrk rounds alone (no memory run): `--throughput`, to see how well
+        two runs agree."""
+        names = WRK_CONFIGS
+        envoys: dict[str, P.Envoy] = {}
+        try:
+            for name in names:
+                envoys[name] = P.Envoy(name, self.bootstrap(name), self.work / "load",
+                                       self.next_base_id(), cpu=self.envoy_cpu)
+            for name, e in envoys.items():
+                self.check_routing(e, name)
+                P.curl_requests(e.port, self.configs[name].host, self.m["warmup"])
+            runs = self.wrk_rounds(envoys, names, rounds)
+            clusters = {n: {c: e.counter(f"cluster.{c}.upstream_rq_total")
+                            for c in ("stable", "canary")} for n, e in envoys.items()}
+        finally:
+            for e in envoys.values():
+                e.stop()
+        return summarize_rounds(runs, clusters)
 
     @staticmethod
     def decisions(e: P.Envoy) -> dict[str, int]:
@@ -348,7 +393,29 @@ class Harness:
 
     @staticmethod
     def sizes() -> dict:
-        return {"canary-router": C.WASM.stat().st_size, "empty-wasm": C.EMPTY_WASM.stat().st_size}
+        return {"canary-router": C.WASM.stat().st_size, "empty-wasm": C.EMPTY_WASM.stat().st_size,
+                "floor": C.FLOOR_WASM.stat().st_size}
+
+
+def summarize_rounds(runs: dict[str, list[dict]], clusters: dict[str, dict]) -> dict:
+    """Per configuration: each round's req/s divided by the same round's native req/s, and the
+    median of those ratios. Rounds move together (the machine's load moves every Envoy of a
+    round), so the per-round ratio cancels most of the swing that raw req/s show."""
+    throughput = {}
+    for name, rounds in runs.items():
+        ratios = [rounds[i]["rps"] / runs["native"][i]["rps"] for i in range(len(rounds))]
+        throughput[name] = {
+            "rounds": rounds,
+            "ratios": ratios,
+            "rps_median": statistics.median(x["rps"] for x in rounds),
+            "p50_ms_median": statistics.median(x["p50_ms"] for x in rounds),
+            "p99_ms_median": statistics.median(x["p99_ms"] for x in rounds),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "clusters": clusters[name],
+        }
+    return throughput
 
 
 def run_bench(mode: str, out: Path, docs: Path) -> dict:
@@ -363,6 +430,10 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
                         "policies": c.policies, "wasm": c.wasm} for n, c in h.configs.items()},
         "results_path": str((out / "results.json").relative_to(ROOT)),
         "callgrind_dir": str((out / "callgrind").relative_to(ROOT))}
+    # The last two `--throughput` runs: how well two runs of the wrk rounds agree.
+    results["throughput_runs"] = [
+        {k: v for k, v in json.loads(f.read_text()).items() if k != "throughput"}
+        for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]]
     agreement_file = ROOT / "target" / "bench" / "agreement.json"
     if agreement_file.exists():
         results["agreement"] = json.loads(agreement_file.read_text())
@@ -372,6 +443,7 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
     h.validate_all()
     load["callgrind"] = os.getloadavg()[0]
     results["callgrind"] = h.callgrind_all()
+    results["unit_functions"] = h.unit_functions
     load["wrk"] = os.getloadavg()[0]
     results["throughput"], results["memory"] = h.load_phase()
     load["micro"] = os.getloadavg()[0]
@@ -441,12 +513,40 @@ def run_hostile(quick: bool) -> None:
     log(f"wrote {out / 'hostile.json'} and the hostile section of {md}")
 
 
+def run_throughput(rounds: int) -> None:
+    """The wrk rounds alone, with the full run's settings; each run is kept in
+    target/bench-throughput/ and compared with the previous one: how far the median per-round
+    ratios of two runs lie apart is what the full run's round count has to keep under 5 %."""
+    out = ROOT / "target" / "bench-throughput"
+    h = Harness("full", out)
+    started = time.monotonic()
+    tp = h.throughput_only(rounds)
+    run = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "rounds": rounds, "seconds": h.m["seconds"], "loadavg_end": os.getloadavg()[0],
+           "wall_seconds": round(time.monotonic() - started),
+           "ratio_median": {n: t["ratio_median"] for n, t in tp.items()}, "throughput": tp}
+    out.mkdir(parents=True, exist_ok=True)
+    previous = sorted(out.glob("run-*.json"))
+    dest = out / f"run-{len(previous) + 1:02d}.json"
+    dest.write_text(json.dumps(run, indent=2) + "\n")
+    log(f"wrote {dest} ({run['wall_seconds']} s)")
+    last = json.loads(previous[-1].read_text()) if previous else None
+    for n, r in run["ratio_median"].items():
+        line = f"  {n:16} median ratio to native {r:.3f}"
+        if last and n in last["ratio_median"]:
+            a = last["ratio_median"][n]
+            line += f"; previous run ({last['rounds']} rounds) {a:.3f}: {100 * (r - a) / a:+.1f} %"
+        log(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run; outputs in target/bench-quick")
     ap.add_argument("--agreement", metavar="CONFIG", help="compare the two callgrind methods")
     ap.add_argument("--hostile", action="store_true",
                     help="instructions per request of hostile requests (with --quick: fewer)")
+    ap.add_argument("--throughput", type=int, metavar="ROUNDS",
+                    help="the wrk rounds alone (ROUNDS of them), compared with the previous run")
     ap.add_argument("--settle", type=float, default=0.0, metavar="S",
                     help="--agreement: idle seconds between ready and the requests (two-process)")
     args = ap.parse_args()
@@ -459,7 +559,9 @@ def main() -> None:
     atexit.register(P.stop_all)
 
     try:
-        if args.hostile:
+        if args.throughput:
+            run_throughput(args.throughput)
+        elif args.hostile:
             run_hostile(args.quick)
         elif args.agreement:
             agreement(args.agreement, ROOT / "target" / "bench-agreement", 500, 2500, args.settle)

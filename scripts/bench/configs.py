@@ -22,6 +22,7 @@ WASM = ROOT / "dist" / "canary-router.wasm"
 # at its directory.
 NATIVE_MODULE = ROOT / "dist" / "libcanary_router.so"
 EMPTY_WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "empty_filter.wasm"
+FLOOR_WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "floor_filter.wasm"
 PEER_LUA = Path(__file__).resolve().parent / "peer.lua"
 
 # Every benchmark request carries this sticky key. Its bucket is xxh3_64("reviews:alice") % 10000
@@ -252,6 +253,10 @@ def all_configs(policy_counts: list[int]) -> list[BenchConfig]:
                     WEIGHTED_ROUTES, []),
         BenchConfig("empty-wasm", "an empty proxy-wasm filter (Rust, V8): the floor of any Wasm "
                     "filter", HEADER_ROUTES, [wasm_filter("empty", EMPTY_WASM, None)], wasm=True,
+                    checks=[(USER, "stable")]),
+        BenchConfig("floor", "the measured floor of a Wasm routing filter: reads the request "
+                    "headers once and writes the header, nothing else (`filters/floor-filter`)",
+                    HEADER_ROUTES, [wasm_filter("floor", FLOOR_WASM, None)], wasm=True,
                     checks=[(USER, "stable")]),
         BenchConfig("lua-peer", "Lua filter doing the typical job (scripts/bench/peer.lua)",
                     HEADER_ROUTES, [lua_filter()],

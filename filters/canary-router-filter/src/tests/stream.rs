@@ -178,3 +178,24 @@ fn an_invalid_route_override_is_ignored_and_reported_once() {
         .collect();
     assert_eq!(problems.len(), 1, "{logged:?}");
 }
+
+#[test]
+fn only_a_stream_with_work_left_for_the_response_is_kept() {
+    // With the response metrics on, every decided stream reads its response.
+    let host = Fake::new(TYPICAL);
+    let root = host.root().unwrap();
+    let mut stream = root.create_stream();
+    host.start(&mut stream, &[("x-user-id", "alice")]);
+    assert!(stream.needs_response());
+    // No policy applies (its host is another): nothing to do after the request headers.
+    let other = TYPICAL.replace("\"salt\"", "\"hosts\": [\"other.example.com\"], \"salt\"");
+    let host = Fake::new(&other);
+    let root = host.root().unwrap();
+    let mut stream = root.create_stream();
+    let headers = host.start(
+        &mut stream,
+        &[(":authority", "svc.example.com"), ("x-user-id", "alice")],
+    );
+    assert!(values(&headers, "x-canary-variant").is_empty());
+    assert!(!stream.needs_response());
+}
