@@ -164,18 +164,27 @@ impl Headers for NativeHost {
 /// Envoy's headers in proxy-wasm's serialization (`HeaderMap`'s): the filter's request view
 /// reads that. One copy of the names and values, a few hundred bytes.
 fn serialize(headers: &[EnvoyHttpHeader]) -> Vec<u8> {
+    let table = 4 + headers.len() * 8;
     let data: usize = headers
         .iter()
         .map(|h| h.key_length + h.value_length + 2)
         .sum();
-    let mut out = Vec::with_capacity(4 + headers.len() * 8 + data);
-    let count = u32::try_from(headers.len()).unwrap_or(0);
-    out.extend_from_slice(&count.to_le_bytes());
+    // Written in place into a buffer of the final size.
+    let mut out = vec![0u8; table + data];
+    let (mut sizes, mut bytes) = out.split_at_mut(table);
+    sizes = put(
+        sizes,
+        &u32::try_from(headers.len()).unwrap_or(0).to_le_bytes(),
+    );
     for h in headers {
-        out.extend_from_slice(&u32::try_from(h.key_length).unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&u32::try_from(h.value_length).unwrap_or(0).to_le_bytes());
-    }
-    for h in headers {
+        sizes = put(
+            sizes,
+            &u32::try_from(h.key_length).unwrap_or(0).to_le_bytes(),
+        );
+        sizes = put(
+            sizes,
+            &u32::try_from(h.value_length).unwrap_or(0).to_le_bytes(),
+        );
         let key = EnvoyBuffer {
             ptr: h.key_ptr,
             length: h.key_length,
@@ -184,14 +193,27 @@ fn serialize(headers: &[EnvoyHttpHeader]) -> Vec<u8> {
             ptr: h.value_ptr,
             length: h.value_length,
         };
-        // SAFETY: Envoy's header map owns these bytes for the current callback.
-        out.extend_from_slice(unsafe { key.bytes() });
-        out.push(0);
+        // SAFETY: Envoy's header map owns these bytes for the current callback. The NUL after
+        // each is already there (the buffer is zeroed).
+        bytes = put(bytes, unsafe { key.bytes() });
+        bytes = bytes.get_mut(1..).unwrap_or_default();
         // SAFETY: as above.
-        out.extend_from_slice(unsafe { value.bytes() });
-        out.push(0);
+        bytes = put(bytes, unsafe { value.bytes() });
+        bytes = bytes.get_mut(1..).unwrap_or_default();
     }
     out
+}
+
+/// Copies `src` to the start of `dst` and returns the rest of `dst` (empty if it is too short,
+/// which the exact sizing above rules out).
+fn put<'a>(dst: &'a mut [u8], src: &[u8]) -> &'a mut [u8] {
+    match dst.split_at_mut_checked(src.len()) {
+        Some((head, tail)) => {
+            head.copy_from_slice(src);
+            tail
+        }
+        None => &mut [],
+    }
 }
 
 impl Properties for NativeHost {
@@ -406,5 +428,59 @@ impl Plugin for NativeHost {
 
     fn set_tick_period_ms(&self, period: u32) {
         self.0.tick_ms.set(period);
+    }
+}
+
+#[cfg(test)]
+// Tests may fail loudly.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn header(k: &'static str, v: &'static str) -> EnvoyHttpHeader {
+        EnvoyHttpHeader {
+            key_ptr: k.as_ptr().cast(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr().cast(),
+            value_length: v.len(),
+        }
+    }
+
+    #[test]
+    fn envoy_headers_read_back_as_the_filter_reads_proxy_wasm_maps() {
+        for headers in [
+            vec![],
+            vec![header(":status", "200")],
+            vec![
+                header(":authority", "reviews"),
+                header("x-user-id", ""),
+                header("cookie", "a=1; b=2"),
+                header("cookie", "c=3"),
+            ],
+        ] {
+            let map = HeaderMap::from_bytes(serialize(&headers));
+            let got: Vec<(Vec<u8>, Vec<u8>)> =
+                map.pairs().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            let want: Vec<(Vec<u8>, Vec<u8>)> = headers
+                .iter()
+                .map(|h| unsafe {
+                    (
+                        EnvoyBuffer {
+                            ptr: h.key_ptr,
+                            length: h.key_length,
+                        }
+                        .bytes()
+                        .to_vec(),
+                        EnvoyBuffer {
+                            ptr: h.value_ptr,
+                            length: h.value_length,
+                        }
+                        .bytes()
+                        .to_vec(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
     }
 }
