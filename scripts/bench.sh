@@ -38,6 +38,9 @@ if ((${#missing[@]})); then
 fi
 
 "$ROOT/scripts/build.sh"
+log "building the native module's floor (configuration native-floor: dist/libcanary_router_floor.so)"
+cargo build -q --profile native -p canary-router-native --features floor --target-dir target/native-floor
+cp target/native-floor/native/libcanary_router_native.so dist/libcanary_router_floor.so
 log "building the empty filter and the floor filter (configurations empty-wasm and floor)"
 cargo build -q --release --target wasm32-unknown-unknown -p empty-filter -p floor-filter
 log "building the core micro-benchmark"

@@ -53,7 +53,8 @@ MODES = {
         "micro": [],
     },
     "quick": {
-        "callgrind": ["native", "floor", "canary-router", "no-response-metrics", "native-module"],
+        "callgrind": ["native", "floor", "canary-router", "no-response-metrics", "native-floor",
+                      "native-module"],
         "cg_warmup": 50, "cg_n1": 50, "cg_n2": 250, "cg_pairs": 1,
         "warmup": 200, "mem_requests": 10_000,
         "rounds": 1, "seconds": 2.0,
@@ -63,7 +64,7 @@ MODES = {
 }
 POLICY_COUNTS = [1, 10, 100, 1000]
 # Throughput rounds: the comparison set and the two scaling extremes.
-WRK_CONFIGS = ["native", "native-weighted", "empty-wasm", "lua-peer", "canary-router",
+WRK_CONFIGS = ["native", "native-weighted", "empty-wasm", "lua-peer", "canary-router", "native-module",
                "policies-1000", "rules-50"]
 WRK_CONNECTIONS = 8
 VM_TICK_WAIT = 11  # the filter sets its memory gauge on its 10 s tick

@@ -172,12 +172,13 @@ def wasm_filter(name: str, path: Path, configuration: str | None) -> dict:
         "config": config}}
 
 
-def native_module_filter(configuration: str) -> dict:
-    """The native module (README "Native module"), configured with the same JSON."""
+def native_module_filter(configuration: str, module: str = "canary_router") -> dict:
+    """The native module (README "Native module"), configured with the same JSON; `module`
+    `canary_router_floor`: its floor build (scripts/bench.sh)."""
     return {"name": "canary-router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
                  "DynamicModuleFilter",
-        "dynamic_module_config": {"name": "canary_router"},
+        "dynamic_module_config": {"name": module},
         "filter_name": "canary-router",
         "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                           "value": configuration}}}
@@ -267,6 +268,16 @@ def all_configs(policy_counts: list[int]) -> list[BenchConfig]:
                     "(`filters/canary-router-native`), stats on",
                     HEADER_ROUTES, [native_module_filter(json.dumps(TYPICAL, separators=(",", ":")))],
                     router=True, checks=[(USER, USER_VARIANT), (CANARY_USER, "canary")]),
+        BenchConfig("native-module-no-response-metrics", "the native module with "
+                    "`\"response_metrics\": false`",
+                    HEADER_ROUTES, [native_module_filter(json.dumps(
+                        {**TYPICAL, "response_metrics": False}, separators=(",", ":")))],
+                    router=True, checks=[(USER, USER_VARIANT), (CANARY_USER, "canary")]),
+        BenchConfig("native-floor", "the floor of a native routing module: reads the request "
+                    "headers once and writes the header, nothing else (feature `floor` of "
+                    "`filters/canary-router-native`)",
+                    HEADER_ROUTES, [native_module_filter(json.dumps(TYPICAL), "canary_router_floor")],
+                    checks=[(USER, "stable")]),
         canary_router("no-response-metrics", "the typical config with `\"response_metrics\": "
                       "false` (request counter only; no response read)",
                       {**TYPICAL, "response_metrics": False}),

@@ -106,6 +106,7 @@ unsafe fn module_config<'a>(ptr: *const c_void) -> Option<&'a ModuleConfig> {
     unsafe { ptr.cast::<ModuleConfig>().as_ref() }
 }
 
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: *const c_void,
@@ -129,6 +130,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     .cast::<c_void>()
 }
 
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
     if !filter.is_null() {
@@ -137,6 +139,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_v
     }
 }
 
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: FilterEnvoyPtr,
@@ -154,6 +157,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     })
 }
 
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     envoy: FilterEnvoyPtr,
@@ -170,6 +174,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     }
 }
 
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     envoy: FilterEnvoyPtr,
@@ -187,6 +192,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
 
 /// The stream's end: the response is counted (and judged by a guard), and the counts go to
 /// Envoy now (a counter add is a plain call here, not worth batching).
+#[cfg(not(feature = "floor"))]
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     envoy: FilterEnvoyPtr,
