@@ -127,7 +127,9 @@ def cost_units_section(r: dict, order: list[str]) -> list[str]:
     """The cost units per request of each configuration (scripts/bench/units.py) and their
     measured price."""
     cg = r["callgrind"]
-    rows = [n for n in order if cg.get(n, {}).get("units")]
+    rows = [n for n in order if cg.get(n, {}).get("units")
+            and not cg[n]["units"].get("native_hooks")]
+    native_rows = [n for n in order if cg.get(n, {}).get("units", {}).get("native_hooks")]
     if not rows:
         return []
     price = unit_prices(cg)
@@ -172,6 +174,25 @@ def cost_units_section(r: dict, order: list[str]) -> list[str]:
              f"its callback into the module's allocator included "
              f"({_k(price['buffer_upstream'])} without it: see below) |")
     L.append("")
+    if native_rows:
+        L.append("The native module's units (Envoy's dynamic-module ABI, no VM): **hooks** Envoy "
+                 "calls in the module (`envoy_dynamic_module_on_*`), **calls** the module makes "
+                 "of Envoy (`envoy_dynamic_module_callback_*`); nothing is copied into a sandbox, "
+                 "so there is no buffer unit. *Below the hooks*: everything the module's hooks "
+                 "cost, Envoy's work in its calls included; *Envoy in the calls*: that part; "
+                 "*above native, outside the hooks*: Envoy's own plumbing of a dynamic-module "
+                 "filter per stream and the route selected again after the header write.")
+        L.append("")
+        L.append("| configuration | instructions / request | hooks in | calls out | below the "
+                 "hooks | Envoy in the calls | above native, outside the hooks |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name in native_rows:
+            u, i = cg[name]["units"], cg[name]["instructions_per_request"]
+            outside = i - native - u["native_hooks_cost"] if native else None
+            L.append(f"| `{name}` | {_k(i)} | {u['native_hooks']:.2f} | "
+                     f"{u['native_calls']:.2f} | {_k(u['native_hooks_cost'])} | "
+                     f"{_k(u['native_calls_cost'])} | {_k(outside)} |")
+        L.append("")
     return L
 
 

@@ -218,7 +218,16 @@ def _measure(prof: Profile, loc: dict) -> dict:
     per_call = prof.calls[alloc]
     names = sum(prof.edge_cost[(alloc, c)] for c in prof.callees(alloc)
                 if per_call and prof.edge_calls[(alloc, c)] == 7 * per_call)
+    # The native module's units, by their ABI names: hooks Envoy calls in the module
+    # (`envoy_dynamic_module_on_*`) and the module's calls of Envoy (`…_callback_*`), which
+    # Envoy's dynamic symbol table names in the profile.
+    hook = lambda fn: _base(fn).startswith("envoy_dynamic_module_on_")  # noqa: E731
+    call = lambda fn: _base(fn).startswith("envoy_dynamic_module_callback_")  # noqa: E731
     return {
+        "native_hooks": sum(n for fn, n in prof.calls.items() if hook(fn)),
+        "native_hooks_inclusive": sum(c for fn, c in prof.inclusive.items() if hook(fn)),
+        "native_calls": sum(n for fn, n in prof.calls.items() if call(fn)),
+        "native_calls_inclusive": sum(c for fn, c in prof.inclusive.items() if call(fn)),
         "enter_calls": sum(n for fn, n in prof.calls.items() if _base(fn) == enter),
         "host_calls": host_calls,
         "buffers": per_call,
@@ -240,12 +249,19 @@ def units(f1: Path, f2: Path, requests: int, loc: dict) -> dict:
         "callbacks": (d["enter_calls"] - d["buffers"]) / requests,
         "host_calls": d["host_calls"] / requests,
         "buffers": d["buffers"] / requests,
+        "native_hooks": d["native_hooks"] / requests,
+        "native_calls": d["native_calls"] / requests,
+        # Per request: everything below the hooks (the module's work and its calls of Envoy),
+        # and Envoy's work inside the module's calls.
+        "native_hooks_cost": d["native_hooks_inclusive"] / requests,
+        "native_calls_cost": d["native_calls_inclusive"] / requests,
         "price": {
             "callback": per(d["allocator_inclusive"], d["allocator_calls"]),
             "host_call": per(d["host_glue"], d["host_calls"]),
             "buffer": per(d["alloc_inclusive"], d["buffers"]),
             "buffer_upstream": per(d["alloc_inclusive"] - d["allocator_inclusive"], d["buffers"]),
             "name_set": per(d["name_set_inclusive"], d["buffers"]),
+            "native_call": per(d["native_calls_inclusive"], d["native_calls"]),
         },
     }
 
