@@ -59,6 +59,12 @@ pub struct ModuleConfig {
     pub config_envoy: usize,
 }
 
+// Shared by Envoy's threads through a raw pointer, where the compiler cannot check it.
+const _: fn() = || {
+    fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<ModuleConfig>();
+};
+
 impl ModuleConfig {
     /// Checks the configuration the way each worker will compile it, and what the native host
     /// cannot do. Errors name the JSON path, as the Wasm filter's do.

@@ -4,6 +4,7 @@
 //! thread only wakes the main thread; it never touches Envoy's state itself.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::abi::{self, ConfigEnvoyPtr, ConfigSchedulerPtr};
@@ -13,8 +14,12 @@ use crate::abi::{self, ConfigEnvoyPtr, ConfigSchedulerPtr};
 pub const PERIOD: Duration = Duration::from_secs(1);
 
 /// The scheduler's pointer, 0 once deleted: committing and deleting hold the lock, so no commit
-/// reaches a deleted scheduler.
-pub struct Scheduler(Arc<Mutex<usize>>);
+/// reaches a deleted scheduler. And the timer thread, joined when the configuration goes: Envoy
+/// may unload the library once no configuration uses it, and no thread of ours may outlive it.
+pub struct Scheduler {
+    ptr: Arc<Mutex<usize>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
 
 fn lock(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -43,7 +48,8 @@ impl Scheduler {
         let started = std::thread::Builder::new()
             .name("canary-router".into())
             .spawn(move || loop {
-                std::thread::sleep(PERIOD);
+                // Unparked by `close` at once; a spurious wake-up only flushes early.
+                std::thread::park_timeout(PERIOD);
                 let ptr = lock(&timer);
                 if *ptr == 0 {
                     return;
@@ -56,28 +62,43 @@ impl Scheduler {
                 "cannot start the timer thread: counters reach Envoy only with guard notifications",
             );
         }
-        Scheduler(shared)
+        Scheduler {
+            ptr: shared,
+            timer: Mutex::new(started.ok()),
+        }
     }
 
     /// Runs `on_http_filter_config_scheduled` on the main thread soon (any thread).
     pub fn wake(&self) {
-        let ptr = lock(&self.0);
+        let ptr = lock(&self.ptr);
         if *ptr != 0 {
             commit(*ptr);
         }
     }
 
-    /// On the main thread, in `on_http_filter_config_destroy`: no event after this.
+    /// On the main thread, in `on_http_filter_config_destroy`: no event after this, and the
+    /// timer thread has ended.
     pub fn close(&self) {
-        let mut ptr = lock(&self.0);
-        if *ptr != 0 {
-            // SAFETY: created in `new`, deleted once (the lock and the 0 guard it).
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-                    *ptr as ConfigSchedulerPtr,
-                );
+        {
+            let mut ptr = lock(&self.ptr);
+            if *ptr != 0 {
+                // SAFETY: created in `new`, deleted once (the lock and the 0 guard it).
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+                        *ptr as ConfigSchedulerPtr,
+                    );
+                }
+                *ptr = 0;
             }
-            *ptr = 0;
+        }
+        let timer = self
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = timer {
+            t.thread().unpark();
+            let _ = t.join();
         }
     }
 }
