@@ -13,9 +13,9 @@
 //!   bool)`), and the callbacks' are those of the ABI header of the 1.40 series;
 //! - the integration suite exercises each of them in that Envoy.
 //!
-//! Envoy 1.36 and 1.38 have older, incompatible versions of this ABI (1.37 changed the body
-//! interface, and the module's ABI version must match before 1.38): the native module is built
-//! and tested for Envoy 1.40 only (README, "Native module").
+//! Envoy 1.36 and 1.38 have older versions of this ABI: 1.38.2 is v0.1.0 and lacks
+//! `…_http_filter_config_increment_counter` (it refuses to load the module: "undefined
+//! symbol"). The native module is built and tested for Envoy 1.40 only (README, "Native module").
 
 use std::ffi::{c_char, c_void};
 
