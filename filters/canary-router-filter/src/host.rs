@@ -55,10 +55,25 @@ pub enum LogLevel {
     Error = 4,
 }
 
+/// A header map as a host gives it: the proxy-wasm host copies it into one buffer
+/// ([`HeaderMap`]); the native module reads Envoy's own map in place.
+pub trait HeaderPairs {
+    /// The `(name, value)` pairs, in order.
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+    /// Every value of the header `name` (lowercase), in order.
+    fn values<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
+        self.pairs()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
 /// The header maps of the current stream (or of an HTTP call's answer).
 pub trait Headers {
-    /// All pairs of `map`, in one call; empty if the host has none.
-    fn header_map(&self, map: MapType) -> HeaderMap;
+    type Map: HeaderPairs;
+    /// All pairs of `map`, in one call; empty if the host has none. Valid until the host
+    /// callback in which it was read returns.
+    fn header_map(&self, map: MapType) -> Self::Map;
     fn replace_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status>;
     fn add_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status>;
 }

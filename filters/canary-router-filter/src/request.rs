@@ -5,17 +5,12 @@ use std::cell::OnceCell;
 
 use canary_router::RequestView;
 
-use crate::host::map::PairAt;
-use crate::host::{HeaderMap, Headers, MapType, Properties};
+use crate::host::{HeaderPairs, Headers, MapType, Properties};
 
 /// The request as the core sees it ([`RequestView`]).
-pub struct HostRequest<'h, H> {
+pub struct HostRequest<'h, H: Headers> {
     host: &'h H,
-    headers: HeaderMap,
-    /// Where each pair lies in `headers`, parsed once: a decision looks up several headers
-    /// (rules, sticky keys, host, path), and each lookup then scans this table, not the
-    /// serialized map.
-    index: Vec<PairAt>,
+    headers: H::Map,
     route_name: OnceCell<Option<String>>,
     source_address: OnceCell<Option<String>>,
 }
@@ -24,11 +19,9 @@ impl<'h, H: Headers + Properties> HostRequest<'h, H> {
     /// Reads the request headers (one host call).
     pub fn read(host: &'h H) -> HostRequest<'h, H> {
         let headers = host.header_map(MapType::RequestHeaders);
-        let index = headers.index();
         HostRequest {
             host,
             headers,
-            index,
             route_name: OnceCell::new(),
             source_address: OnceCell::new(),
         }
@@ -37,12 +30,10 @@ impl<'h, H: Headers + Properties> HostRequest<'h, H> {
 
 impl<H: Headers + Properties> RequestView for HostRequest<'_, H> {
     fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
-        let name = name.as_bytes();
-        self.index
-            .iter()
-            .filter(move |at| at.name_len == name.len() && self.headers.name(at) == name)
+        self.headers
+            .values(name.as_bytes())
             // A value that is not UTF-8 is treated as absent.
-            .filter_map(|at| std::str::from_utf8(self.headers.value(at)).ok())
+            .filter_map(|v| std::str::from_utf8(v).ok())
     }
 
     fn route_name(&self) -> Option<&str> {

@@ -11,7 +11,7 @@ use canary_router::{Config, Environment};
 
 use crate::active::{self, Active};
 use crate::guard;
-use crate::host::{HeaderMap, Host, LogLevel, MapType};
+use crate::host::{HeaderMap, HeaderPairs, Host, LogLevel, MapType};
 use crate::metrics::{self, Metrics};
 use crate::routes::Routes;
 use crate::stream::Stream;

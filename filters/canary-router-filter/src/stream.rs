@@ -9,7 +9,7 @@ use std::rc::Rc;
 use canary_router::{Random, RequestView, SplitMix64};
 
 use crate::active::{self, Active};
-use crate::host::{Entropy, Host, MapType};
+use crate::host::{Entropy, HeaderPairs, Host, MapType};
 use crate::metrics;
 use crate::request::HostRequest;
 
@@ -177,8 +177,12 @@ impl<H: Host> Stream<H> {
                 return Action::Continue;
             }
             let trailers = active.host.header_map(MapType::ResponseTrailers);
-            if let Some((_, v)) = trailers.pairs().find(|(k, _)| *k == b"grpc-status") {
-                self.grpc_status = Some(metrics::grpc_status_name(v));
+            let status = trailers
+                .values(b"grpc-status")
+                .next()
+                .map(metrics::grpc_status_name);
+            if status.is_some() {
+                self.grpc_status = status;
             }
         }
         Action::Continue

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use canary_router_filter::host::{
-    Clock, Entropy, HeaderMap, Headers, HttpCalls, Log, LogLevel, MapType, MetricType, Plugin,
-    Properties, SharedData, Stats, Status,
+    map, Clock, Entropy, HeaderMap, HeaderPairs, Headers, HttpCalls, Log, LogLevel, MapType,
+    MetricType, Plugin, Properties, SharedData, Stats, Status,
 };
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
@@ -33,17 +33,9 @@ thread_local! {
 
 /// Runs `f` with `status` as the answer headers of a guard notification.
 pub fn with_call_answer<R>(status: Option<u16>, f: impl FnOnce() -> R) -> R {
-    let status = status.map(|s| s.to_string()).unwrap_or_default();
-    let header = EnvoyHttpHeader {
-        key_ptr: b":status".as_ptr().cast(),
-        key_length: 7,
-        value_ptr: status.as_ptr().cast(),
-        value_length: status.len(),
-    };
-    let answer = if status.is_empty() {
-        Vec::new()
-    } else {
-        serialize(&[header])
+    let answer = match status {
+        Some(s) => map::serialize(&[(":status", s.to_string())]),
+        None => Vec::new(),
     };
     CALL_ANSWER.set(answer);
     let r = f();
@@ -106,13 +98,50 @@ impl NativeHost {
     }
 }
 
+/// A header map of the current stream, read in place: Envoy's own header strings, valid until
+/// the callback that read them returns (the filter keeps a map no longer: `HostRequest` and the
+/// response's reading live inside one callback), or an owned one (a notification's answer).
+pub enum NativeMap {
+    Envoy(Vec<EnvoyHttpHeader>),
+    Owned(HeaderMap),
+}
+
+impl HeaderPairs for NativeMap {
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let (envoy, owned) = match self {
+            NativeMap::Envoy(h) => (Some(h.iter()), None),
+            NativeMap::Owned(m) => (None, Some(m.pairs())),
+        };
+        let envoy = envoy.into_iter().flatten().map(|h| {
+            let (k, v) = (
+                EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                },
+                EnvoyBuffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                },
+            );
+            // SAFETY: Envoy's header map owns these bytes until the current callback returns,
+            // and the map is not kept past it (see the type's doc).
+            unsafe { (k.bytes(), v.bytes()) }
+        });
+        envoy.chain(owned.into_iter().flatten())
+    }
+}
+
 impl Headers for NativeHost {
-    fn header_map(&self, map: MapType) -> HeaderMap {
+    type Map = NativeMap;
+
+    fn header_map(&self, map: MapType) -> NativeMap {
         if map == MapType::HttpCallResponseHeaders {
-            return HeaderMap::from_bytes(CALL_ANSWER.with_borrow(|a| a.clone()));
+            return NativeMap::Owned(HeaderMap::from_bytes(
+                CALL_ANSWER.with_borrow(|a| a.clone()),
+            ));
         }
         let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
-            return HeaderMap::from_bytes(Vec::new());
+            return NativeMap::Envoy(Vec::new());
         };
         // SAFETY: `filter` is the stream Envoy is calling us for.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(filter, t) };
@@ -123,9 +152,9 @@ impl Headers for NativeHost {
                 abi::envoy_dynamic_module_callback_http_get_headers(filter, t, headers.as_mut_ptr())
             }
         {
-            return HeaderMap::from_bytes(Vec::new());
+            return NativeMap::Envoy(Vec::new());
         }
-        HeaderMap::from_bytes(serialize(&headers))
+        NativeMap::Envoy(headers)
     }
 
     fn replace_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
@@ -158,61 +187,6 @@ impl Headers for NativeHost {
         // SAFETY: `filter` is current; the buffers outlive the call.
         let ok = unsafe { abi::envoy_dynamic_module_callback_http_add_header(filter, t, k, v) };
         ok.then_some(()).ok_or(Status::NOT_FOUND)
-    }
-}
-
-/// Envoy's headers in proxy-wasm's serialization (`HeaderMap`'s): the filter's request view
-/// reads that. One copy of the names and values, a few hundred bytes.
-fn serialize(headers: &[EnvoyHttpHeader]) -> Vec<u8> {
-    let table = 4 + headers.len() * 8;
-    let data: usize = headers
-        .iter()
-        .map(|h| h.key_length + h.value_length + 2)
-        .sum();
-    // Written in place into a buffer of the final size.
-    let mut out = vec![0u8; table + data];
-    let (mut sizes, mut bytes) = out.split_at_mut(table);
-    sizes = put(
-        sizes,
-        &u32::try_from(headers.len()).unwrap_or(0).to_le_bytes(),
-    );
-    for h in headers {
-        sizes = put(
-            sizes,
-            &u32::try_from(h.key_length).unwrap_or(0).to_le_bytes(),
-        );
-        sizes = put(
-            sizes,
-            &u32::try_from(h.value_length).unwrap_or(0).to_le_bytes(),
-        );
-        let key = EnvoyBuffer {
-            ptr: h.key_ptr,
-            length: h.key_length,
-        };
-        let value = EnvoyBuffer {
-            ptr: h.value_ptr,
-            length: h.value_length,
-        };
-        // SAFETY: Envoy's header map owns these bytes for the current callback. The NUL after
-        // each is already there (the buffer is zeroed).
-        bytes = put(bytes, unsafe { key.bytes() });
-        bytes = bytes.get_mut(1..).unwrap_or_default();
-        // SAFETY: as above.
-        bytes = put(bytes, unsafe { value.bytes() });
-        bytes = bytes.get_mut(1..).unwrap_or_default();
-    }
-    out
-}
-
-/// Copies `src` to the start of `dst` and returns the rest of `dst` (empty if it is too short,
-/// which the exact sizing above rules out).
-fn put<'a>(dst: &'a mut [u8], src: &[u8]) -> &'a mut [u8] {
-    match dst.split_at_mut_checked(src.len()) {
-        Some((head, tail)) => {
-            head.copy_from_slice(src);
-            tail
-        }
-        None => &mut [],
     }
 }
 
@@ -447,40 +421,29 @@ mod tests {
     }
 
     #[test]
-    fn envoy_headers_read_back_as_the_filter_reads_proxy_wasm_maps() {
-        for headers in [
-            vec![],
-            vec![header(":status", "200")],
-            vec![
-                header(":authority", "reviews"),
-                header("x-user-id", ""),
-                header("cookie", "a=1; b=2"),
-                header("cookie", "c=3"),
-            ],
-        ] {
-            let map = HeaderMap::from_bytes(serialize(&headers));
-            let got: Vec<(Vec<u8>, Vec<u8>)> =
-                map.pairs().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-            let want: Vec<(Vec<u8>, Vec<u8>)> = headers
-                .iter()
-                .map(|h| unsafe {
-                    (
-                        EnvoyBuffer {
-                            ptr: h.key_ptr,
-                            length: h.key_length,
-                        }
-                        .bytes()
-                        .to_vec(),
-                        EnvoyBuffer {
-                            ptr: h.value_ptr,
-                            length: h.value_length,
-                        }
-                        .bytes()
-                        .to_vec(),
-                    )
-                })
-                .collect();
-            assert_eq!(got, want);
-        }
+    fn envoy_headers_read_in_place_as_the_filter_reads_them() {
+        let headers = vec![
+            header(":authority", "reviews"),
+            header("x-user-id", ""),
+            header("cookie", "a=1; b=2"),
+            header("cookie", "c=3"),
+        ];
+        let map = NativeMap::Envoy(headers);
+        let pairs: Vec<(&[u8], &[u8])> = map.pairs().collect();
+        assert_eq!(
+            pairs,
+            [
+                (&b":authority"[..], &b"reviews"[..]),
+                (b"x-user-id", b""),
+                (b"cookie", b"a=1; b=2"),
+                (b"cookie", b"c=3"),
+            ]
+        );
+        assert_eq!(
+            map.values(b"cookie").collect::<Vec<_>>(),
+            [&b"a=1; b=2"[..], b"c=3"]
+        );
+        assert_eq!(map.values(b"x-beta").count(), 0);
+        assert_eq!(NativeMap::Envoy(Vec::new()).pairs().count(), 0);
     }
 }

@@ -128,6 +128,8 @@ fn ok(status: Status) -> Result<(), Status> {
 pub struct Imports;
 
 impl Headers for Imports {
+    type Map = HeaderMap;
+
     fn header_map(&self, map: MapType) -> HeaderMap {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;

@@ -226,6 +226,8 @@ impl Vm {
 }
 
 impl Headers for Fake {
+    type Map = HeaderMap;
+
     fn header_map(&self, map: MapType) -> HeaderMap {
         if matches!(map, MapType::ResponseHeaders | MapType::ResponseTrailers) {
             self.response_reads.set(self.response_reads.get() + 1);
