@@ -236,21 +236,32 @@ def throughput_agreement(r: dict) -> list[str]:
         return []
     a, b = runs[-2], runs[-1]
     names = [n for n in a["ratio_median"] if n != "native" and n in b["ratio_median"]]
-    diffs = {n: 100 * (b["ratio_median"][n] - a["ratio_median"][n]) / a["ratio_median"][n]
-             for n in names}
-    worst = max(abs(d) for d in diffs.values()) if diffs else 0.0
+    diff = lambda x, y: 100 * (y - x) / x if x and y else None  # noqa: E731
+    rps = {n: diff(a["ratio_median"][n], b["ratio_median"][n]) for n in names}
+    cpu = {n: diff(a.get("cpu_ratio_median", {}).get(n), b.get("cpu_ratio_median", {}).get(n))
+           for n in names}
+    worst = lambda d: max((abs(v) for v in d.values() if v is not None), default=None)  # noqa: E731
+    pct = lambda v: "n/a" if v is None else f"{v:+.1f} %"  # noqa: E731
+    num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     L = ["## Throughput: do two runs agree?", "",
          f"`scripts/bench.sh --throughput ROUNDS` runs the wrk rounds alone (the full run's "
          f"settings, no memory run) and keeps each run in `target/bench-throughput/`. The last "
          f"two runs ({a['date']}, {a['rounds']} rounds; {b['date']}, {b['rounds']} rounds; "
          f"{a['seconds']:.0f} s per configuration and round), median of the per-round ratios "
-         f"to native:", "",
-         "| configuration | first run | second run | difference |", "| --- | ---: | ---: | ---: |"]
+         f"to native: req/s, and capacity by CPU time (native's Envoy CPU time per request over "
+         f"the configuration's, same round):", "",
+         "| configuration | req/s ratio, run 1 | run 2 | difference | CPU-time capacity, run 1 | "
+         "run 2 | difference |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in names:
         L.append(f"| `{n}` | {a['ratio_median'][n]:.3f} | {b['ratio_median'][n]:.3f} | "
-                 f"{diffs[n]:+.1f} % |")
-    L += ["", f"Largest difference {worst:.1f} % ("
-          + ("within" if worst <= 5 else "**not** within") + " 5 %)."]
+                 f"{pct(rps[n])} | {num(a.get('cpu_ratio_median', {}).get(n))} | "
+                 f"{num(b.get('cpu_ratio_median', {}).get(n))} | {pct(cpu[n])} |")
+    for label, d in (("req/s ratios", rps), ("CPU-time capacities", cpu)):
+        w = worst(d)
+        if w is not None:
+            L += ["", f"Largest difference of the {label}: {w:.1f} % ("
+                  + ("within" if w <= 5 else "**not** within") + " 5 %)."]
     L.append("")
     return L
 
@@ -299,11 +310,17 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("")
     add("Instructions per request: callgrind, difference of two request counts over one "
         "keep-alive connection. Throughput and latency: wrk, configurations interleaved; each "
-        "round's ratio is to the same round's `native`, median (min–max) over the rounds.")
+        "round's ratio is to the same round's `native`, median (min–max) over the rounds. "
+        "CPU-time capacity: native's Envoy CPU time (all threads, `/proc/PID/stat`) per request "
+        "served over the configuration's, in the same round: what other loads of the machine "
+        "take from a round's wall clock does not enter it"
+        + (" (how two runs agree: [below](#throughput-do-two-runs-agree))."
+           if len(r.get("throughput_runs") or []) >= 2 else "."))
     add("")
     add("| configuration | what | instructions / request | vs native | req/s (median) | "
-        "req/s vs native: median (min–max) | p50 | p99 |")
-    add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        "req/s vs native: median (min–max) | CPU-time capacity vs native: median (min–max) | "
+        "p50 | p99 |")
+    add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     order = [n for n in MAIN if n in r["configs"]] + [n for n in r["configs"] if n not in MAIN]
     for name in order:
         c = r["configs"][name]
@@ -312,8 +329,11 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
         add(f"| `{name}` | {c['description']} | {_k(i)} | "
             f"{_x(i / native) if i and native else 'n/a'} | "
             + (f"{_bytes(round(t['rps_median']))} | {t['ratio_median']:.3f} ({t['ratio_min']:.3f}–"
-               f"{t['ratio_max']:.3f}) | {t['p50_ms_median']:.2f} ms | {t['p99_ms_median']:.2f} ms |"
-               if t else "not run | | | |"))
+               f"{t['ratio_max']:.3f}) | "
+               + (f"{t['cpu_ratio_median']:.3f} ({t['cpu_ratio_min']:.3f}–{t['cpu_ratio_max']:.3f})"
+                  if "cpu_ratio_median" in t else "n/a")
+               + f" | {t['p50_ms_median']:.2f} ms | {t['p99_ms_median']:.2f} ms |"
+               if t else "not run | | | | |"))
     add("")
     if "repeat" in cg.get("native", {}):
         a, b = cg["native"]["instructions_per_request"], cg["native"]["repeat"]
