@@ -444,9 +444,13 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
         "results_path": str((out / "results.json").relative_to(ROOT)),
         "callgrind_dir": str((out / "callgrind").relative_to(ROOT))}
     # The last two `--throughput` runs: how well two runs of the wrk rounds agree.
-    results["throughput_runs"] = [
-        {k: v for k, v in json.loads(f.read_text()).items() if k != "throughput"}
-        for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]]
+    results["throughput_runs"] = []
+    for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]:
+        run = json.loads(f.read_text())
+        tp = run.pop("throughput")
+        run["ratios"] = {n: t["ratios"] for n, t in tp.items()}
+        run["cpu_ratios"] = {n: t.get("cpu_ratios") for n, t in tp.items()}
+        results["throughput_runs"].append(run)
     agreement_file = ROOT / "target" / "bench" / "agreement.json"
     if agreement_file.exists():
         results["agreement"] = json.loads(agreement_file.read_text())

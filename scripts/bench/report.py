@@ -1,6 +1,7 @@
 """BENCHMARKS.md and its chart from the harness's results (the dict written to results.json)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import svg
@@ -229,6 +230,30 @@ def upstream_section(r: dict) -> list[str]:
     ]
 
 
+def rounds_needed(a: dict, b: dict, key: str) -> str:
+    """How many rounds two runs need for their medians to agree within 5 % (95 % of the time),
+    from the spread of the per-round ratios of both runs: the median of n rounds has a standard
+    error of about 1.25 s / sqrt(n) for a relative spread s, the difference of two such medians
+    sqrt(2) times that."""
+    spreads = {}
+    for n in a.get(key, {}):
+        xs = (a[key].get(n) or []) + (b.get(key, {}).get(n) or [])
+        if n == "native" or len(xs) < 4:
+            continue
+        mean = sum(xs) / len(xs)
+        spreads[n] = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / mean
+    if not spreads:
+        return ""
+    name, s = max(spreads.items(), key=lambda kv: kv[1])
+    need = math.ceil(2 * (1.96 * 1.2533 * s / 0.05) ** 2)
+    configs = len(a[key])
+    minutes = need * configs * a["seconds"] / 60
+    return (f" The per-round values spread by up to {100 * s:.0f} % (`{name}`, standard deviation "
+            f"over both runs): agreement within 5 % in 95 % of pairs of runs needs about {need} "
+            f"rounds, {minutes:.0f} min of wrk for {configs} configurations at "
+            f"{a['seconds']:.0f} s each.")
+
+
 def throughput_agreement(r: dict) -> list[str]:
     """How far two runs of the wrk rounds lie apart (`scripts/bench.sh --throughput`)."""
     runs = r.get("throughput_runs") or []
@@ -257,11 +282,13 @@ def throughput_agreement(r: dict) -> list[str]:
         L.append(f"| `{n}` | {a['ratio_median'][n]:.3f} | {b['ratio_median'][n]:.3f} | "
                  f"{pct(rps[n])} | {num(a.get('cpu_ratio_median', {}).get(n))} | "
                  f"{num(b.get('cpu_ratio_median', {}).get(n))} | {pct(cpu[n])} |")
-    for label, d in (("req/s ratios", rps), ("CPU-time capacities", cpu)):
+    for label, d, key in (("req/s ratios", rps, "ratios"), ("CPU-time capacities", cpu,
+                                                             "cpu_ratios")):
         w = worst(d)
-        if w is not None:
-            L += ["", f"Largest difference of the {label}: {w:.1f} % ("
-                  + ("within" if w <= 5 else "**not** within") + " 5 %)."]
+        if w is None:
+            continue
+        L += ["", f"Largest difference of the {label}: {w:.1f} % ("
+              + ("within" if w <= 5 else "**not** within") + " 5 %)." + rounds_needed(a, b, key)]
     L.append("")
     return L
 
