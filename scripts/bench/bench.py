@@ -332,9 +332,14 @@ class Harness:
         for r in range(rounds):
             for name in names:
                 e = envoys[name]
+                cpu, served = e.cpu_seconds(), e.requests_served()
                 res = P.wrk(e.port, self.configs[name].host, self.m["seconds"],
                             WRK_CONNECTIONS, self.wrk_cpu)
                 e.alive_or_raise()
+                # Envoy's CPU time per request served: what the other loads of a shared
+                # machine take from a round's wall clock, they do not add to it.
+                res["cpu_us_per_request"] = (1e6 * (e.cpu_seconds() - cpu)
+                                             / max(1, e.requests_served() - served))
                 if res["errors"]:
                     raise RuntimeError(f"{name}: wrk saw {res['errors']} errors\n{e.log_tail()}")
                 runs[name].append(res)
@@ -416,6 +421,18 @@ def summarize_rounds(runs: dict[str, list[dict]], clusters: dict[str, dict]) -> 
             "ratio_max": max(ratios),
             "clusters": clusters[name],
         }
+        cpu = [rounds[i].get("cpu_us_per_request") for i in range(len(rounds))]
+        native_cpu = [x.get("cpu_us_per_request") for x in runs["native"]]
+        if all(cpu) and all(native_cpu):
+            # Capacity against native: native's CPU time per request over this one's, per round.
+            cpu_ratios = [n / c for n, c in zip(native_cpu, cpu)]
+            throughput[name] |= {
+                "cpu_us_per_request_median": statistics.median(cpu),
+                "cpu_ratios": cpu_ratios,
+                "cpu_ratio_median": statistics.median(cpu_ratios),
+                "cpu_ratio_min": min(cpu_ratios),
+                "cpu_ratio_max": max(cpu_ratios),
+            }
     return throughput
 
 
@@ -432,9 +449,13 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
         "results_path": str((out / "results.json").relative_to(ROOT)),
         "callgrind_dir": str((out / "callgrind").relative_to(ROOT))}
     # The last two `--throughput` runs: how well two runs of the wrk rounds agree.
-    results["throughput_runs"] = [
-        {k: v for k, v in json.loads(f.read_text()).items() if k != "throughput"}
-        for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]]
+    results["throughput_runs"] = []
+    for f in sorted((ROOT / "target" / "bench-throughput").glob("run-*.json"))[-2:]:
+        run = json.loads(f.read_text())
+        tp = run.pop("throughput")
+        run["ratios"] = {n: t["ratios"] for n, t in tp.items()}
+        run["cpu_ratios"] = {n: t.get("cpu_ratios") for n, t in tp.items()}
+        results["throughput_runs"].append(run)
     agreement_file = ROOT / "target" / "bench" / "agreement.json"
     if agreement_file.exists():
         results["agreement"] = json.loads(agreement_file.read_text())
@@ -525,7 +546,9 @@ def run_throughput(rounds: int) -> None:
     run = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "rounds": rounds, "seconds": h.m["seconds"], "loadavg_end": os.getloadavg()[0],
            "wall_seconds": round(time.monotonic() - started),
-           "ratio_median": {n: t["ratio_median"] for n, t in tp.items()}, "throughput": tp}
+           "ratio_median": {n: t["ratio_median"] for n, t in tp.items()},
+           "cpu_ratio_median": {n: t.get("cpu_ratio_median") for n, t in tp.items()},
+           "throughput": tp}
     out.mkdir(parents=True, exist_ok=True)
     previous = sorted(out.glob("run-*.json"))
     dest = out / f"run-{len(previous) + 1:02d}.json"
@@ -533,10 +556,12 @@ def run_throughput(rounds: int) -> None:
     log(f"wrote {dest} ({run['wall_seconds']} s)")
     last = json.loads(previous[-1].read_text()) if previous else None
     for n, r in run["ratio_median"].items():
-        line = f"  {n:16} median ratio to native {r:.3f}"
+        c = run["cpu_ratio_median"][n]
+        line = f"  {n:16} req/s vs native {r:.3f}, CPU-time capacity vs native {c:.3f}"
         if last and n in last["ratio_median"]:
-            a = last["ratio_median"][n]
-            line += f"; previous run ({last['rounds']} rounds) {a:.3f}: {100 * (r - a) / a:+.1f} %"
+            a, b = last["ratio_median"][n], last.get("cpu_ratio_median", {}).get(n)
+            line += (f"; previous run ({last['rounds']} rounds) {a:.3f} ({100 * (r - a) / a:+.1f} %)"
+                     + (f", {b:.3f} ({100 * (c - b) / b:+.1f} %)" if b else ""))
         log(line)
 
 

