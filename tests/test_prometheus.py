@@ -3,7 +3,8 @@
 (envoy-config/grafana/canary-router-dashboard.json), with the exact query text of those files.
 
 A real Prometheus (Debian's `prometheus` package, installed by `scripts/setup.sh --test`) scrapes
-the admin `/stats/prometheus` of two real Envoys every second while traffic runs through them:
+the admin `/stats/prometheus` of two real Envoys every second while traffic runs through them
+(with the Wasm filter, then with the native module and the rename of docs/metrics.md):
 
   policy "failing"  canary always answers 503, stable 200 (weights 50/50)   Envoy 1
   policy "healthy"  canary and stable always answer 200 (weights 50/50)     Envoy 2
@@ -27,7 +28,8 @@ import urllib.request
 import pytest
 import yaml
 
-from harness import CONFIG_DIR, Backend, Envoy, LoggedProcess, bootstrap_for, wait_for
+from harness import (CONFIG_DIR, Backend, Envoy, LoggedProcess, bootstrap_for, native_supported,
+                     wait_for)
 
 RANGE = "30s"  # Flagger's {{ interval }} and Grafana's $__rate_interval in the queries
 # Grafana's template variables in panel expressions, as a test substitutes them.
@@ -94,7 +96,7 @@ DIVIDING_PANEL_EXPRS = [(p["title"], t["expr"]) for p in DASHBOARD["panels"]
 class Prometheus(LoggedProcess):
     """`prometheus` on 127.0.0.1 (a free port), scraping `targets` every second."""
 
-    def __init__(self, targets: list[str], workdir):
+    def __init__(self, targets: list[str], workdir, relabel: list[dict] | None = None):
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.fail("prometheus not found: run scripts/setup.sh --test")
@@ -104,6 +106,8 @@ class Prometheus(LoggedProcess):
             "scrape_configs": [{"job_name": "envoy", "metrics_path": "/stats/prometheus",
                                 "static_configs": [{"targets": targets}]}],
         }
+        if relabel:
+            config["scrape_configs"][0]["metric_relabel_configs"] = relabel
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -152,10 +156,20 @@ def policy(name: str, canary_weight: float, hosts: list[str] | None = None) -> d
     return p
 
 
-@pytest.fixture(scope="module")
-def prom(backends, tmp_path_factory):
+def native_relabel() -> list[dict]:
+    """The Prometheus rename of docs/metrics.md ("Native module"), read from the page itself."""
+    text = (CONFIG_DIR.parent / "docs" / "metrics.md").read_text()
+    section = text[text.index("## Native module"):]
+    block = re.search(r"^```\n(metric_relabel_configs:.*?)^```", section, re.M | re.S).group(1)
+    return yaml.safe_load(block)["metric_relabel_configs"]
+
+
+@pytest.fixture(scope="module", params=["wasm", "native"] if native_supported() else ["wasm"])
+def prom(backends, tmp_path_factory, request):
     """Two Envoys with traffic running through them, scraped by a real Prometheus; stopped at
-    the end of the module."""
+    the end of the module. Once with the Wasm filter, once with the native module and the
+    rename its documentation gives Prometheus."""
+    module = request.param
     failing = Backend("canary", status=503)
     envoys: list[Envoy] = []
     stop_traffic = threading.Event()
@@ -170,7 +184,7 @@ def prom(backends, tmp_path_factory):
             b = bootstrap_for(plugin, {"canary": canary, "stable": backends["stable"]},
                               ["canary", "stable"])
             b["stats_flush_interval"] = "0.2s"  # histograms reach /stats/prometheus at each flush
-            envoys.append(Envoy(b, tmp_path_factory.mktemp(f"envoy-{name}"), 2, name))
+            envoys.append(Envoy(b, tmp_path_factory.mktemp(f"envoy-{name}"), 2, name, module))
         by_policy = {"failing": envoys[0], "healthy": envoys[1], "idle": envoys[1]}
 
         def send():
@@ -185,7 +199,8 @@ def prom(backends, tmp_path_factory):
 
         traffic = threading.Thread(target=send, daemon=True)
         traffic.start()
-        prometheus = Prometheus([e.admin for e in envoys], tmp_path_factory.mktemp("prometheus"))
+        prometheus = Prometheus([e.admin for e in envoys], tmp_path_factory.mktemp("prometheus"),
+                                native_relabel() if module == "native" else None)
 
         want = {("failing", "canary"), ("failing", "stable"), ("healthy", "canary"),
                 ("healthy", "stable"), ("idle", "stable")}

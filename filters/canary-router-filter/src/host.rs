@@ -58,14 +58,15 @@ pub enum LogLevel {
 /// A header map as a host gives it: the proxy-wasm host copies it into one buffer
 /// ([`HeaderMap`]); the native module reads Envoy's own map in place.
 pub trait HeaderPairs {
+    /// Where one pair lies, for repeated lookups ([`HeaderPairs::index`]).
+    type At;
     /// The `(name, value)` pairs, in order.
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
-    /// Every value of the header `name` (lowercase), in order.
-    fn values<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
-        self.pairs()
-            .filter(move |(k, _)| *k == name)
-            .map(|(_, v)| v)
-    }
+    /// Where every pair lies: a decision looks up several headers (rules, sticky keys, host,
+    /// path), and each lookup then scans this table.
+    fn index(&self) -> Vec<Self::At>;
+    fn name(&self, at: &Self::At) -> &[u8];
+    fn value(&self, at: &Self::At) -> &[u8];
 }
 
 /// The header maps of the current stream (or of an HTTP call's answer).

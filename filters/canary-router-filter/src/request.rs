@@ -11,6 +11,8 @@ use crate::host::{HeaderPairs, Headers, MapType, Properties};
 pub struct HostRequest<'h, H: Headers> {
     host: &'h H,
     headers: H::Map,
+    /// Where each pair lies in `headers`, found once (see [`HeaderPairs::index`]).
+    index: Vec<<H::Map as HeaderPairs>::At>,
     route_name: OnceCell<Option<String>>,
     source_address: OnceCell<Option<String>>,
 }
@@ -19,9 +21,11 @@ impl<'h, H: Headers + Properties> HostRequest<'h, H> {
     /// Reads the request headers (one host call).
     pub fn read(host: &'h H) -> HostRequest<'h, H> {
         let headers = host.header_map(MapType::RequestHeaders);
+        let index = headers.index();
         HostRequest {
             host,
             headers,
+            index,
             route_name: OnceCell::new(),
             source_address: OnceCell::new(),
         }
@@ -30,10 +34,12 @@ impl<'h, H: Headers + Properties> HostRequest<'h, H> {
 
 impl<H: Headers + Properties> RequestView for HostRequest<'_, H> {
     fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .values(name.as_bytes())
+        let name = name.as_bytes();
+        self.index
+            .iter()
+            .filter(move |at| self.headers.name(at) == name)
             // A value that is not UTF-8 is treated as absent.
-            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter_map(|at| std::str::from_utf8(self.headers.value(at)).ok())
     }
 
     fn route_name(&self) -> Option<&str> {

@@ -180,9 +180,9 @@ impl<H: Host> Stream<H> {
             }
             let trailers = active.host.header_map(MapType::ResponseTrailers);
             let status = trailers
-                .values(b"grpc-status")
-                .next()
-                .map(metrics::grpc_status_name);
+                .pairs()
+                .find(|(k, _)| *k == b"grpc-status")
+                .map(|(_, v)| metrics::grpc_status_name(v));
             if status.is_some() {
                 self.grpc_status = status;
             }

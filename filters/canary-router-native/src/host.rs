@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use canary_router_filter::host::{
-    map, Clock, Entropy, HeaderMap, HeaderPairs, Headers, HttpCalls, Log, LogLevel, MapType,
-    MetricType, Plugin, Properties, SharedData, Stats, Status,
+    Clock, Entropy, HeaderPairs, Headers, HttpCalls, Log, LogLevel, MapType, MetricType, Plugin,
+    Properties, SharedData, Stats, Status,
 };
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
@@ -27,18 +27,23 @@ thread_local! {
     static CURRENT: Cell<(FilterEnvoyPtr, *const ModuleConfig)> =
         const { Cell::new((std::ptr::null_mut(), std::ptr::null())) };
     /// The answer headers of the guard notification being handed to a root
-    /// (`on_http_call_response` reads them as proxy-wasm's `HttpCallResponseHeaders`).
-    static CALL_ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// (`on_http_call_response` reads them as proxy-wasm's `HttpCallResponseHeaders`), pointing
+    /// into `with_call_answer`'s strings while it runs.
+    static CALL_ANSWER: RefCell<Vec<EnvoyHttpHeader>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with `status` as the answer headers of a guard notification.
 pub fn with_call_answer<R>(status: Option<u16>, f: impl FnOnce() -> R) -> R {
-    let answer = match status {
-        Some(s) => map::serialize(&[(":status", s.to_string())]),
-        None => Vec::new(),
-    };
-    CALL_ANSWER.set(answer);
+    let status = status.map(|s| s.to_string());
+    let answer = status.as_deref().map(|s| EnvoyHttpHeader {
+        key_ptr: b":status".as_ptr().cast(),
+        key_length: 7,
+        value_ptr: s.as_ptr().cast(),
+        value_length: s.len(),
+    });
+    CALL_ANSWER.set(answer.into_iter().collect());
     let r = f();
+    // The header points into `status`, which ends here.
     CALL_ANSWER.take();
     r
 }
@@ -100,34 +105,47 @@ impl NativeHost {
 
 /// A header map of the current stream, read in place: Envoy's own header strings, valid until
 /// the callback that read them returns (the filter keeps a map no longer: `HostRequest` and the
-/// response's reading live inside one callback), or an owned one (a notification's answer).
-pub enum NativeMap {
-    Envoy(Vec<EnvoyHttpHeader>),
-    Owned(HeaderMap),
+/// response's reading live inside one callback). A guard notification's answer is in the same
+/// form, over this module's strings (`with_call_answer`).
+pub struct NativeMap(Vec<EnvoyHttpHeader>);
+
+fn key(h: &EnvoyHttpHeader) -> &[u8] {
+    let b = EnvoyBuffer {
+        ptr: h.key_ptr,
+        length: h.key_length,
+    };
+    // SAFETY: bytes Envoy (or `with_call_answer`) keeps until the current callback returns, and
+    // the map is not kept past it (see `NativeMap`).
+    unsafe { b.bytes() }
+}
+
+fn value(h: &EnvoyHttpHeader) -> &[u8] {
+    let b = EnvoyBuffer {
+        ptr: h.value_ptr,
+        length: h.value_length,
+    };
+    // SAFETY: as in `key`.
+    unsafe { b.bytes() }
 }
 
 impl HeaderPairs for NativeMap {
+    /// Positions in Envoy's array: lookups scan it directly.
+    type At = usize;
+
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (envoy, owned) = match self {
-            NativeMap::Envoy(h) => (Some(h.iter()), None),
-            NativeMap::Owned(m) => (None, Some(m.pairs())),
-        };
-        let envoy = envoy.into_iter().flatten().map(|h| {
-            let (k, v) = (
-                EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                },
-                EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                },
-            );
-            // SAFETY: Envoy's header map owns these bytes until the current callback returns,
-            // and the map is not kept past it (see the type's doc).
-            unsafe { (k.bytes(), v.bytes()) }
-        });
-        envoy.chain(owned.into_iter().flatten())
+        self.0.iter().map(|h| (key(h), value(h)))
+    }
+
+    fn index(&self) -> Vec<usize> {
+        (0..self.0.len()).collect()
+    }
+
+    fn name(&self, at: &usize) -> &[u8] {
+        self.0.get(*at).map(key).unwrap_or_default()
+    }
+
+    fn value(&self, at: &usize) -> &[u8] {
+        self.0.get(*at).map(value).unwrap_or_default()
     }
 }
 
@@ -136,12 +154,10 @@ impl Headers for NativeHost {
 
     fn header_map(&self, map: MapType) -> NativeMap {
         if map == MapType::HttpCallResponseHeaders {
-            return NativeMap::Owned(HeaderMap::from_bytes(
-                CALL_ANSWER.with_borrow(|a| a.clone()),
-            ));
+            return NativeMap(CALL_ANSWER.with_borrow(|a| a.clone()));
         }
         let (Some(filter), Some(t)) = (self.filter(), Self::header_type(map)) else {
-            return NativeMap::Envoy(Vec::new());
+            return NativeMap(Vec::new());
         };
         // SAFETY: `filter` is the stream Envoy is calling us for.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(filter, t) };
@@ -152,9 +168,9 @@ impl Headers for NativeHost {
                 abi::envoy_dynamic_module_callback_http_get_headers(filter, t, headers.as_mut_ptr())
             }
         {
-            return NativeMap::Envoy(Vec::new());
+            return NativeMap(Vec::new());
         }
-        NativeMap::Envoy(headers)
+        NativeMap(headers)
     }
 
     fn replace_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
@@ -428,7 +444,7 @@ mod tests {
             header("cookie", "a=1; b=2"),
             header("cookie", "c=3"),
         ];
-        let map = NativeMap::Envoy(headers);
+        let map = NativeMap(headers);
         let pairs: Vec<(&[u8], &[u8])> = map.pairs().collect();
         assert_eq!(
             pairs,
@@ -439,11 +455,14 @@ mod tests {
                 (b"cookie", b"c=3"),
             ]
         );
-        assert_eq!(
-            map.values(b"cookie").collect::<Vec<_>>(),
-            [&b"a=1; b=2"[..], b"c=3"]
-        );
-        assert_eq!(map.values(b"x-beta").count(), 0);
-        assert_eq!(NativeMap::Envoy(Vec::new()).pairs().count(), 0);
+        let cookies: Vec<&[u8]> = map
+            .index()
+            .iter()
+            .filter(|at| map.name(at) == b"cookie")
+            .map(|at| map.value(at))
+            .collect();
+        assert_eq!(cookies, [&b"a=1; b=2"[..], b"c=3"]);
+        assert_eq!(map.name(&4), b"");
+        assert_eq!(NativeMap(Vec::new()).pairs().count(), 0);
     }
 }

@@ -2,40 +2,37 @@
 //! `count × (key_len: u32, value_len: u32)`, then each `key \0 value \0`; all little-endian.
 //! Read in place, never copied pair by pair.
 
-use std::cell::OnceCell;
-
 use super::HeaderPairs;
 
 /// All pairs of a header map, kept in the host's serialization.
 pub struct HeaderMap {
     buf: Vec<u8>,
-    /// Where each pair lies, parsed on the first lookup: a decision looks up several headers
-    /// (rules, sticky keys, host, path), and each lookup then scans this table, not the
-    /// serialized map.
-    index: OnceCell<Vec<PairAt>>,
 }
 
 impl HeaderPairs for HeaderMap {
+    type At = PairAt;
+
     fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         HeaderMap::pairs(self)
     }
 
-    fn values<'a>(&'a self, name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
-        self.index
-            .get_or_init(|| self.index())
-            .iter()
-            .filter(move |at| at.name_len == name.len() && self.name(at) == name)
-            .map(|at| self.value(at))
+    fn index(&self) -> Vec<PairAt> {
+        HeaderMap::index(self)
+    }
+
+    fn name(&self, at: &PairAt) -> &[u8] {
+        HeaderMap::name(self, at)
+    }
+
+    fn value(&self, at: &PairAt) -> &[u8] {
+        HeaderMap::value(self, at)
     }
 }
 
 impl HeaderMap {
     /// A map in the host's serialization (from `proxy_get_header_map_pairs` or a property).
     pub fn from_bytes(buf: Vec<u8>) -> HeaderMap {
-        HeaderMap {
-            buf,
-            index: OnceCell::new(),
-        }
+        HeaderMap { buf }
     }
 
     /// The `(name, value)` pairs; stops early (safely) if the buffer is malformed.
