@@ -65,6 +65,8 @@ pub trait HeaderPairs {
     /// Where every pair lies: a decision looks up several headers (rules, sticky keys, host,
     /// path), and each lookup then scans this table.
     fn index(&self) -> Vec<Self::At>;
+    /// The length of the name at `at`: checked first, before its bytes.
+    fn name_len(&self, at: &Self::At) -> usize;
     fn name(&self, at: &Self::At) -> &[u8];
     fn value(&self, at: &Self::At) -> &[u8];
 }

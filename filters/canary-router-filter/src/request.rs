@@ -37,7 +37,9 @@ impl<H: Headers + Properties> RequestView for HostRequest<'_, H> {
         let name = name.as_bytes();
         self.index
             .iter()
-            .filter(move |at| self.headers.name(at) == name)
+            .filter(move |at| {
+                self.headers.name_len(at) == name.len() && self.headers.name(at) == name
+            })
             // A value that is not UTF-8 is treated as absent.
             .filter_map(|at| std::str::from_utf8(self.headers.value(at)).ok())
     }

@@ -140,6 +140,10 @@ impl HeaderPairs for NativeMap {
         (0..self.0.len()).collect()
     }
 
+    fn name_len(&self, at: &usize) -> usize {
+        self.0.get(*at).map_or(0, |h| h.key_length)
+    }
+
     fn name(&self, at: &usize) -> &[u8] {
         self.0.get(*at).map(key).unwrap_or_default()
     }

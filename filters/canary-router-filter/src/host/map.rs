@@ -20,6 +20,10 @@ impl HeaderPairs for HeaderMap {
         HeaderMap::index(self)
     }
 
+    fn name_len(&self, at: &PairAt) -> usize {
+        at.name_len
+    }
+
     fn name(&self, at: &PairAt) -> &[u8] {
         HeaderMap::name(self, at)
     }
