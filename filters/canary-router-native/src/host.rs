@@ -4,8 +4,9 @@
 //!
 //! Stream calls go to the stream Envoy is calling the module for (the thread's current filter,
 //! set by `hooks.rs` around every call), as proxy-wasm's calls go to the current context.
-//! Metrics, headers and attributes are only reached through that filter: the module calls Envoy
-//! only inside Envoy's own callbacks, never from a thread or timer of its own.
+//! Headers, attributes and gauges are reached through that filter; counters are added by the
+//! main thread (`metrics.rs`). The module calls Envoy only inside Envoy's own callbacks, except
+//! its timer thread's commit of the configuration's scheduler, which is thread-safe.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -5,9 +5,11 @@
 //! The root's timer (counter flush, guard merge and trip propagation, ramps) runs on the worker's
 //! own requests, when it is due, before the request is decided: the ABI offers no worker-thread
 //! timer outside a stream, and a decision never uses a view older than the timer's period.
-//! Counters are flushed and guard outcomes merged into the shared window when each stream ends
-//! (`hooks.rs`), so an idle worker holds nothing back; the answers to its guard notifications
-//! (`notify.rs`) reach it with its next request, and so do its retries of failed ones.
+//! So that an idle worker holds nothing back, each stream's counts go to the configuration's
+//! pending counters when it ends (added to Envoy's by the main thread every second, see
+//! `metrics.rs`), and a guarded stream's outcome is merged into the shared window then
+//! (`hooks.rs`). The answers to the worker's guard notifications (`notify.rs`) reach it with its
+//! next request, and so do its retries of failed ones.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
