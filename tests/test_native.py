@@ -3,12 +3,11 @@ the Envoy binary we run, the version handshake, and what it refuses. Its decisio
 guard are tested by the suites marked `both_modules`."""
 import re
 import subprocess
-import time
 
 import pytest
 
 from harness import (NATIVE, ROOT, EnvoyFailed, bootstrap_for, bucket, envoy_binary,
-                     native_supported, wait_for)
+                     native_supported)
 
 pytestmark = pytest.mark.skipif(not native_supported(),
                                 reason="the native module is built for Envoy 1.40 only")
@@ -225,8 +224,7 @@ def native_ecds_resource(variants) -> dict:
 def test_a_new_configuration_takes_effect_without_a_failed_request(envoys, backends, tmp_path):
     """A reload (a new filter configuration by ECDS) switches the split under traffic; one the
     module refuses is rejected by Envoy, which keeps the last one; every request succeeds."""
-    from test_reload import PREFIX, Traffic, check_split, publish, stat
-    from test_reload import ecds_envoy as wasm_ecds_envoy
+    from test_reload import ecds_envoy, publish, reload_under_traffic
     watched = tmp_path / "ecds"
     watched.mkdir()
     publish(watched, native_ecds_resource([("canary", 10), ("stable", 90)]))
@@ -237,24 +235,7 @@ def test_a_new_configuration_takes_effect_without_a_failed_request(envoys, backe
         hcm_["http_filters"][0]["config_discovery"]["type_urls"] = [NATIVE_TYPE]
         return envoys(b, module="wasm")  # the configuration comes by ECDS, already native
 
-    envoy = wasm_ecds_envoy(start, backends, watched)
-    check_split(envoy, [("canary", 10), ("stable", 90)])
-    traffic = Traffic(envoy)
-    traffic.start()
-    time.sleep(0.5)
-    reloads = stat(envoy, f"{PREFIX}.config_reload")
-    publish(watched, native_ecds_resource([("canary", 50), ("stable", 50)]))
-    assert wait_for(lambda: stat(envoy, f"{PREFIX}.config_reload") > reloads)
-    time.sleep(0.5)
-    check_split(envoy, [("canary", 50), ("stable", 50)])
-    fails = stat(envoy, f"{PREFIX}.config_fail")
-    publish(watched, native_ecds_resource([("canary", 50), ("stable", 40)]))
-    assert wait_for(lambda: stat(envoy, f"{PREFIX}.config_fail") > fails)
-    time.sleep(0.5)
-    traffic.stop()
-    check_split(envoy, [("canary", 50), ("stable", 50)])
-    assert "invalid plugin configuration: policies[0].variants: weights sum to 90" in envoy.log()
-    assert not traffic.errors, traffic.errors[:3]
-    assert {s for _, s, _ in traffic.results} == {200} and len(traffic.results) > 100
+    envoy = ecds_envoy(start, backends, watched)
+    reload_under_traffic(envoy, watched, native_ecds_resource)
     # The replaced configurations' timer threads ended with them (the library stays usable).
     assert envoy.request("/", {"x-user-id": "after"}).status == 200

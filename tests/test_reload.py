@@ -92,6 +92,12 @@ def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_pat
     watched.mkdir()
     publish(watched, ecds_resource([("canary", 10), ("stable", 90)]))
     envoy = ecds_envoy(envoys, backends, watched)
+    reload_under_traffic(envoy, watched, ecds_resource)
+
+
+def reload_under_traffic(envoy, watched, resource):
+    """Serving 10/90 from `watched`: a 50/50 resource (`resource(variants)`) takes effect under
+    traffic, an invalid one is rejected with its path, and no request fails meanwhile."""
     prefix = PREFIX
     check_split(envoy, [("canary", 10), ("stable", 90)])
 
@@ -99,14 +105,14 @@ def test_ecds_reload_switches_weights_without_failures(envoys, backends, tmp_pat
     traffic.start()
     time.sleep(0.5)
     reloads = stat(envoy, f"{prefix}.config_reload")
-    publish(watched, ecds_resource([("canary", 50), ("stable", 50)]))
+    publish(watched, resource([("canary", 50), ("stable", 50)]))
     assert wait_for(lambda: stat(envoy, f"{prefix}.config_reload") > reloads)
     time.sleep(0.5)
     check_split(envoy, [("canary", 50), ("stable", 50)])
 
     # An invalid configuration: rejected, logged with its path, the 50/50 split keeps serving.
     fails = stat(envoy, f"{prefix}.config_fail")
-    publish(watched, ecds_resource([("canary", 50), ("stable", 40)]))
+    publish(watched, resource([("canary", 50), ("stable", 40)]))
     assert wait_for(lambda: stat(envoy, f"{prefix}.config_fail") > fails)
     time.sleep(0.5)
     traffic.stop()
