@@ -5,7 +5,7 @@
 //! (or its absence) back for the worker, which hands it to its root on its next timer run.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::abi::{self, ConfigEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
@@ -35,6 +35,8 @@ pub struct Relay {
     /// Callout id → (worker, token).
     in_flight: Mutex<HashMap<u64, (u64, u32)>>,
     answers: Mutex<Vec<(u64, Answer)>>,
+    /// How many answers wait in `answers`: each request checks this, not the lock.
+    waiting: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +63,7 @@ impl Relay {
             queued: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
             answers: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -129,18 +132,22 @@ impl Relay {
     }
 
     fn answer(&self, worker: u64, token: u32, status: Option<u16>) {
-        lock(&self.answers).push((worker, Answer { token, status }));
+        let mut all = lock(&self.answers);
+        all.push((worker, Answer { token, status }));
+        // Counted under the lock, as `answers` uncounts: the count never runs below the list.
+        self.waiting.fetch_add(1, Ordering::Release);
     }
 
     /// On a worker: the answers to its calls that arrived.
     pub fn answers(&self) -> Vec<Answer> {
-        let me = this_worker();
-        let mut all = lock(&self.answers);
-        if all.is_empty() {
+        if self.waiting.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
+        let me = this_worker();
+        let mut all = lock(&self.answers);
         let (mine, others): (Vec<_>, Vec<_>) = all.drain(..).partition(|(w, _)| *w == me);
         *all = others;
+        self.waiting.fetch_sub(mine.len(), Ordering::Release);
         mine.into_iter().map(|(_, a)| a).collect()
     }
 }
