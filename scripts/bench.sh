@@ -10,6 +10,8 @@
 #                               the "Hostile requests" section of BENCHMARKS.md
 #   scripts/bench.sh --throughput [ROUNDS]  the wrk rounds alone (default 10), compared with the
 #                               previous such run (target/bench-throughput/)
+#   scripts/bench.sh --report   BENCHMARKS.md rewritten from the last full run's results, no run
+#                               (after a change to the report, not to the code it measured)
 # Set-up is included (idempotent): scripts/setup.sh, plus wrk and valgrind from Debian.
 # Run it on an otherwise idle machine; a busy machine inflates the figures.
 set -euo pipefail
@@ -23,7 +25,8 @@ case "${1:-}" in
   --agreement) mode=(--agreement "${2:-canary-router}") ;;
   --throughput) mode=(--throughput "${2:-10}") ;;
   --hostile) mode=(--hostile) ; [[ "${2:-}" == "--quick" ]] && mode+=(--quick) ;;
-  *) echo "usage: scripts/bench.sh [--quick | --hostile [--quick] | --agreement CONFIG | --throughput [ROUNDS]]" >&2; exit 2 ;;
+  --report) exec "$VENV/bin/python" "$ROOT/scripts/bench/bench.py" --report ;;
+  *) echo "usage: scripts/bench.sh [--quick | --hostile [--quick] | --agreement CONFIG | --throughput [ROUNDS] | --report]" >&2; exit 2 ;;
 esac
 
 "$ROOT/scripts/setup.sh"

@@ -10,7 +10,8 @@ Run through scripts/bench.sh, which installs the tools and builds both .wasm fil
 `--hostile` (not part of a normal run) measures the hostile request shapes of
 tests/test_hostile.py (scripts/bench/hostile.py). `--agreement CONFIG` (not part of a normal
 run) measures CONFIG's instructions per request with both callgrind methods (two processes vs.
-one process with dumps) and prints the agreement.
+one process with dumps) and prints the agreement. `--report` rewrites BENCHMARKS.md from the last
+full run's target/bench/results.json without measuring (after a change to the report only).
 """
 from __future__ import annotations
 
@@ -476,6 +477,14 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_report(results, out, docs)
+    log(f"wrote {out / 'results.json'}, {docs / 'BENCHMARKS.md'}, {docs / 'BENCHMARKS.svg'} "
+        f"({results['seconds']} s)")
+    return results
+
+
+def write_report(results: dict, out: Path, docs: Path) -> None:
+    """BENCHMARKS.md and its chart in `docs` from a run's results (`out` holds its files)."""
     docs.mkdir(parents=True, exist_ok=True)
     # Hand-written sections (one-off measurements) between the kept markers survive the rewrite.
     md = docs / "BENCHMARKS.md"
@@ -488,9 +497,6 @@ def run_bench(mode: str, out: Path, docs: Path) -> dict:
     kept = hostile.load(out / "hostile.json")
     if kept is not None:
         hostile.write_section(docs / "BENCHMARKS.md", kept)
-    log(f"wrote {out / 'results.json'}, {docs / 'BENCHMARKS.md'}, {docs / 'BENCHMARKS.svg'} "
-        f"({results['seconds']} s)")
-    return results
 
 
 def agreement(name: str, out: Path, n1: int, n2: int, settle: float) -> None:
@@ -573,6 +579,9 @@ def main() -> None:
                     help="instructions per request of hostile requests (with --quick: fewer)")
     ap.add_argument("--throughput", type=int, metavar="ROUNDS",
                     help="the wrk rounds alone (ROUNDS of them), compared with the previous run")
+    ap.add_argument("--report", action="store_true",
+                    help="rewrite BENCHMARKS.md from the last full run's target/bench/results.json "
+                         "(after a change to the report, not to the code measured)")
     ap.add_argument("--settle", type=float, default=0.0, metavar="S",
                     help="--agreement: idle seconds between ready and the requests (two-process)")
     args = ap.parse_args()
@@ -585,7 +594,10 @@ def main() -> None:
     atexit.register(P.stop_all)
 
     try:
-        if args.throughput:
+        if args.report:
+            out = ROOT / "target" / "bench"
+            write_report(json.loads((out / "results.json").read_text()), out, ROOT)
+        elif args.throughput:
             run_throughput(args.throughput)
         elif args.hostile:
             run_hostile(args.quick)

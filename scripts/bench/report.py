@@ -58,6 +58,18 @@ def budget(r: dict) -> list[tuple[str, str, str]]:
                       f"{_k(i)} / {_k(native)} = {_x(x)}{floor_note}",
                       _status(None if x is None else x <= limit)))
 
+    # Issue 15: the native module, against the same native and Lua peer, and its own floor.
+    mod, nfloor = ipr("native-module"), ipr("native-floor")
+    if mod is not None and native:
+        note = (f"; the native floor (`native-floor`) {_k(nfloor)} = {_x(nfloor / native)}"
+                if nfloor else "")
+        lines.append(("`native-module` ≤ 1.03 × native instructions per request (issue 15)",
+                      f"{_k(mod)} / {_k(native)} = {_x(mod / native)}{note}",
+                      _status(mod / native <= 1.03)))
+        lines.append(("`native-module` fewer instructions than `lua-peer` (issue 15)",
+                      f"{_k(mod)} vs {_k(lua)}" + (f" ({_x(mod / lua)})" if lua else ""),
+                      _status(None if not lua else mod < lua)))
+
     p1, p1000 = ipr("policies-1"), ipr("policies-1000")
     pr = p1000 / p1 if p1 and p1000 else None
     lines.append(("1 000 policies ≤ 1.03 × one policy", f"{_k(p1000)} / {_k(p1)} = {_x(pr)}",
@@ -84,6 +96,53 @@ def budget(r: dict) -> list[tuple[str, str, str]]:
         lines.append(("VM memory flat after warm-up",
                       "gauge `canary_router_vm_memory_bytes` absent", _status(None)))
     return lines
+
+
+def in_the_way(r: dict) -> list[str]:
+    """For each issue-15 instruction budget missed: how far, and which units over the measured
+    floor account for it (prices from the cost-unit table)."""
+    cg = r["callgrind"]
+    ipr = lambda n: cg.get(n, {}).get("instructions_per_request")  # noqa: E731
+    units = lambda n: cg.get(n, {}).get("units") or {}  # noqa: E731
+    native = ipr("native")
+    out: list[str] = []
+    if not native:
+        return out
+    floor, fu = ipr("floor"), units("floor")
+    for name, limit in (("canary-router", 1.20), ("no-response-metrics", 1.15)):
+        i, u = ipr(name), units(name)
+        if i is None or floor is None or not u or not fu or i <= limit * native:
+            continue
+        price = u.get("price") or {}
+        parts, priced = [], 0.0
+        for key, label in (("callbacks", "callbacks"), ("host_calls", "host calls"),
+                           ("buffers", "buffers")):
+            extra = u.get(key, 0.0) - fu.get(key, 0.0)
+            cost = extra * (price.get(key[:-1]) or 0.0)
+            if round(extra, 2) > 0:
+                parts.append(f"{extra:.2f} {label} ({_k(cost)})")
+                priced += cost
+        over = i - floor
+        out.append(
+            f"- `{name}` misses ≤ {limit:.2f}× by {_k(i - limit * native)}: the Wasm floor "
+            f"itself is {_x(floor / native)}, and over that floor the configuration's units are "
+            + (", ".join(parts) if parts else "none")
+            + f" = {_k(priced)} of its {_k(over)}; the other {_k(over - priced)} is the module's "
+            f"own code and Envoy's work inside the host calls (the clock, the histogram, the "
+            f"header write).")
+    mod, nfloor = ipr("native-module"), ipr("native-floor")
+    if mod is not None and nfloor is not None and mod > 1.03 * native:
+        nu = units("native-floor")
+        outside = nfloor - native - (nu.get("native_hooks_cost") or 0.0)
+        out.append(
+            f"- `native-module` misses ≤ 1.03× by {_k(mod - 1.03 * native)}, and no module on "
+            f"this ABI can meet it: the native floor, which only reads the request headers and "
+            f"writes the header, is {_k(nfloor)} = {_x(nfloor / native)}, of which "
+            f"{_k(outside)} lies outside the module's hooks (Envoy's dynamic-module plumbing per "
+            f"stream and the route selected again after the header write).")
+    if out:
+        out.append("")
+    return out
 
 
 def agreement_text(entries: list[dict] | dict | None) -> str:
@@ -346,13 +405,15 @@ def write(r: dict, md_path: Path, svg_path: Path) -> None:
         f"same route to the same upstream.")
     add("")
 
-    add("## Budget (issue 6)")
+    add("## Budgets (issues 6 and 15)")
     add("")
     add("| budget | measured | |")
     add("| --- | --- | --- |")
     for what, fig, status in budget(r):
         add(f"| {what} | {fig} | {status} |")
     add("")
+    for line in in_the_way(r):
+        add(line)
 
     add("## All configurations")
     add("")
