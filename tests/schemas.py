@@ -55,3 +55,29 @@ def validate(doc: dict) -> None:
 
 def manifests(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def unknown_fields(doc, schema: dict, path: str = "") -> list[str]:
+    """Fields of `doc` that its schema does not declare, as `kubectl apply` (strict field
+    validation, its default) refuses them, where a JSON Schema validator lets them through
+    (a CRD's schema declares `properties` without `additionalProperties: false`, and
+    Kubernetes would otherwise prune such fields without a word)."""
+    out: list[str] = []
+    if isinstance(doc, dict) and isinstance(schema, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return out
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, value in doc.items():
+            if not path and key in ("apiVersion", "kind", "metadata"):
+                continue  # every object's, implicit in a CRD's schema
+            if props is not None and key in props:
+                out += unknown_fields(value, props[key], f"{path}.{key}" if path else key)
+            elif isinstance(extra, dict):
+                out += unknown_fields(value, extra, f"{path}.{key}" if path else key)
+            elif props is not None and extra is not True:
+                out.append(f"{path}.{key}" if path else key)
+    elif isinstance(doc, list) and isinstance(schema, dict) and "items" in schema:
+        for i, item in enumerate(doc):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out

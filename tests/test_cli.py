@@ -282,6 +282,21 @@ def test_validate_reads_traffic_extension(tmp_path):
     assert r.stderr.splitlines() == [
         f"{path}: TrafficExtension reviews-canary: spec.wasm.pluginConfig: policies[0].variants: "
         "weights sum to 90, they must sum to 100"]
+    # A WasmPlugin with its kind changed and nothing else: the plugin is at spec, where Istio
+    # never reads it (and Kubernetes drops it). Refused with the field, even with a valid config.
+    moved = extension(CANARY)
+    moved["spec"] = moved["spec"].pop("wasm")
+    path = write(tmp_path / "moved.yaml", yaml.safe_dump(moved))
+    r = fails(1, "validate", path)
+    assert r.stderr.splitlines() == [
+        f"{path}: TrafficExtension reviews-canary: spec.pluginConfig: a TrafficExtension holds "
+        "its Wasm plugin under spec.wasm (spec.wasm.url, spec.wasm.pluginConfig, …); at "
+        "spec.pluginConfig it is not part of the resource and Kubernetes drops it"]
+    # A Lua TrafficExtension is not ours: skipped, and a file of nothing else has nothing to check.
+    lua = {**extension(CANARY), "spec": {"lua": {"inlineCode": "function envoy_on_request(h) end"}}}
+    path = write(tmp_path / "lua.yaml", yaml.safe_dump(lua))
+    r = fails(1, "validate", path)
+    assert "nothing to validate" in r.stderr
 
 
 def test_validate_multi_document(tmp_path):
@@ -295,7 +310,7 @@ def test_validate_multi_document(tmp_path):
     assert f"{path}: WasmPlugin reviews-canary: spec.pluginConfig: OK (1 policy)" in r.stdout
     assert f"{path}: WasmPlugin ratings-ab: spec.pluginConfig: OK (1 policy)" in r.stdout
     assert "  ratings: b 50 %, a 50 %" in r.stdout
-    assert r.stderr == f"note: {path}: skipped Service reviews (not a WasmPlugin)\n"
+    assert r.stderr == f"note: {path}: skipped Service reviews (no plugin configuration)\n"
 
     # One bad manifest fails the file; the good one is still reported.
     ratings["policies"][0]["variants"][0]["name"] = "a"

@@ -30,7 +30,7 @@ pub struct Found {
 #[derive(Debug, Default)]
 pub struct Contents {
     pub configs: Vec<Found>,
-    /// Documents that were skipped (`document 1: Service reviews: not a WasmPlugin`).
+    /// Documents that were skipped (`Service reviews (no plugin configuration)`).
     pub skipped: Vec<String>,
 }
 
@@ -142,6 +142,22 @@ fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Conten
                 });
                 return;
             }
+            // A WasmPlugin whose kind was changed and nothing else: Kubernetes would prune
+            // these fields (the CRD does not know them at spec) and the plugin would never load.
+            let misplaced = ["pluginConfig", "url"]
+                .into_iter()
+                .find(|f| doc.pointer(&format!("/spec/{f}")).is_some());
+            if let Some(field) = misplaced {
+                out.configs.push(Found {
+                    location: format!("{resource}: spec.{field}"),
+                    json: Err(format!(
+                        "a TrafficExtension holds its Wasm plugin under spec.wasm \
+                         (spec.wasm.url, spec.wasm.pluginConfig, …); at spec.{field} it is not \
+                         part of the resource and Kubernetes drops it"
+                    )),
+                });
+                return;
+            }
         }
         if kind == "EnvoyExtensionPolicy" && api.starts_with("gateway.envoyproxy.io/") {
             // Envoy Gateway passes each spec.wasm[i].config to its filter as JSON.
@@ -191,7 +207,8 @@ fn classify(doc: &Value, prefix: &str, original: Option<&[u8]>, out: &mut Conten
         // Other resources (an EnvoyFilter, say) may still embed the Envoy Wasm filter.
         find_wasm(doc, &format!("{resource}: "), out);
         if out.configs.len() == before {
-            out.skipped.push(format!("{resource} (not a WasmPlugin)"));
+            out.skipped
+                .push(format!("{resource} (no plugin configuration)"));
         }
         return;
     }
