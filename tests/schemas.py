@@ -49,8 +49,15 @@ def schema_for(api_version: str, kind: str) -> dict:
 
 
 def validate(doc: dict) -> None:
-    """Validates one manifest against its schema (raises jsonschema.ValidationError)."""
-    jsonschema.validate(doc, schema_for(doc["apiVersion"], doc["kind"]))
+    """Validates one manifest against its schema, with no field the schema does not declare
+    (raises jsonschema.ValidationError)."""
+    schema = schema_for(doc["apiVersion"], doc["kind"])
+    jsonschema.validate(doc, schema)
+    unknown = unknown_fields(doc, schema)
+    if unknown:
+        raise jsonschema.ValidationError(
+            f"{doc['kind']} {doc.get('metadata', {}).get('name')}: fields the schema does not "
+            f"declare (kubectl refuses them; Kubernetes would drop them): {', '.join(unknown)}")
 
 
 def manifests(path: Path) -> list[dict]:

@@ -149,10 +149,8 @@ def eg_native_filter() -> dict:
 
 def test_envoy_gateway_native_policy_validates_against_the_schema():
     from schemas import validate
-    from test_kuma_envoy_gateway import declared_only
     doc = eg_native_policy()
-    validate(doc)
-    assert declared_only(doc) == []
+    validate(doc)  # with no field the schema does not declare
     # The same policy as the Wasm filter's manifest.
     from test_kuma_envoy_gateway import eg_wasm
     assert doc["spec"]["dynamicModule"][0]["config"] == eg_wasm()["config"]
@@ -168,17 +166,13 @@ def test_a_broken_native_policy_fails_validation(path, value):
     import copy
     import jsonschema
     from schemas import validate
-    from test_kuma_envoy_gateway import declared_only
     doc = copy.deepcopy(eg_native_policy())
     node = doc
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    try:
+    with pytest.raises(jsonschema.ValidationError):
         validate(doc)
-    except jsonschema.ValidationError:
-        return
-    assert declared_only(doc), "neither the schema nor the pruning check caught it"
 
 
 def test_the_validator_reads_the_native_policy(tmp_path):
