@@ -381,8 +381,10 @@ def localize(bootstrap: dict, backends: dict[str, Backend]) -> dict:
         for group in cluster["load_assignment"]["endpoints"]:
             for ep in group["lb_endpoints"]:
                 ep["endpoint"]["address"]["socket_address"]["port_value"] = backend.port
-    config = wasm_filter(b)["typed_config"].get("config")
-    if config is not None:  # the Wasm filter (the native module is found by name)
+    ours = [f for f in hcm(b)["http_filters"] if f["name"] == "canary-router"]
+    config = ours[0]["typed_config"].get("config") if ours else None
+    if config is not None:  # the Wasm filter (the native module is found by name; Envoy-only
+        # examples have neither)
         config["vm_config"]["code"]["local"]["filename"] = str(WASM)
     return b
 
