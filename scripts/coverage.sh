@@ -7,6 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+# shellcheck source=/dev/null
 source "$HOME/.cargo/env" 2>/dev/null || true
 
 if ! rustup component list --installed | grep -q '^llvm-tools'; then
@@ -20,6 +21,7 @@ fi
 
 # Instrumented builds go to their own directory, so target/ stays as it was.
 export CARGO_TARGET_DIR="$ROOT/target/llvm-cov-target"
+# shellcheck source=/dev/null
 source <(cargo llvm-cov show-env --sh 2>/dev/null)
 cargo llvm-cov clean --profraw-only
 

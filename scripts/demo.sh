@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-mode=split
+mode="split"
 if [[ "${1:-}" == "--trip" ]]; then
   mode=trip
   shift

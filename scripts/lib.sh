@@ -1,4 +1,5 @@
 # Shared helpers for the scripts; source it, don't run it.
+# shellcheck shell=bash disable=SC2034  # the paths are used by the scripts that source it
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 WASM="$ROOT/dist/canary-router.wasm"

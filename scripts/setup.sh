@@ -14,13 +14,11 @@ want_test=0
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 
-installed_targets="$(rustup target list --installed)"
-for t in wasm32-unknown-unknown; do  # the filter, and the core tests on wasm32
-  if ! grep -qx "$t" <<<"$installed_targets"; then
-    log "rustup target add $t"
-    rustup target add "$t"
-  fi
-done
+# The filter, and the core tests on wasm32.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
 
 # Binaryen's wasm-opt shrinks the module (scripts/build.sh); Debian's package.
 if ! command -v wasm-opt >/dev/null; then
@@ -41,8 +39,10 @@ fi
 if [[ $want_test == 1 ]]; then
   command -v node >/dev/null || { log "apt-get install nodejs"; apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; }
   # nm and strings: tests/test_native.py checks the native module's bindings against Envoy.
-  command -v nm >/dev/null && command -v strings >/dev/null ||
-    { log "apt-get install binutils"; apt-get update -qq && apt-get install -y -qq binutils >/dev/null; }
+  if ! command -v nm >/dev/null || ! command -v strings >/dev/null; then
+    log "apt-get install binutils"
+    apt-get update -qq && apt-get install -y -qq binutils >/dev/null
+  fi
   # A real Prometheus for tests/test_prometheus.py (Debian's package; the test starts its own
   # process on a free port). The package's service may fail to start where there is no init
   # system: that does not matter as long as the binary is there.

@@ -26,6 +26,9 @@ if [[ -d .github/workflows ]]; then
 fi
 "$VENV/bin/actionlint" "${workflows[@]}"
 
+log "shellcheck (every script)"
+shellcheck -x -P SCRIPTDIR scripts/*.sh envoy-config/gitops/*.sh
+
 log "core unit tests, native"
 cargo test -q -p canary-router
 
