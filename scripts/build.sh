@@ -10,6 +10,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 cd "$ROOT"
+# Reproducible bytes: the only machine-specific input rustc embeds in the module is the path of
+# the crates' sources in the Cargo home (panic locations of dependencies, e.g.
+# /home/runner/.cargo/registry/src/…/foldhash-0.1.5/src/fast.rs); the workspace's own files are
+# passed as relative paths and the standard library's are already /rustc/<commit>/. Mapped to
+# /cargo, the same commit, rustc (rust-toolchain.toml) and wasm-opt give the same module in any
+# checkout and home directory (.github/workflows/release.yml builds it twice to check).
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 if [[ "${1:-}" == "--fault-injection" ]]; then
   # A test module, never shipped: the filter with the `fault-injection` feature (a request with
   # `x-canary-router-fault: trap` traps the VM), built in its own target directory so that it
