@@ -38,7 +38,7 @@ from pathlib import Path
 
 image, version = os.environ["IMAGE"], os.environ["VERSION"]
 # REGISTRY[:PORT]/…/canary-router, then an optional :TAG or @DIGEST (GitHub's own URLs excepted).
-ref = re.compile(r"(?<![\w./-])(?P<path>(?!github\.com/)(?:[a-z0-9-]+\.)+[a-z0-9-]+(?::\d+)?"
+ref = re.compile(r"(?:(?<=//)|(?<![\w./-]))(?P<path>(?!github\.com/)(?:[a-z0-9-]+\.)+[a-z0-9-]+(?::\d+)?"
                  r"(?:/[\w.-]+)*/canary-router)(?![\w-]|\.\w|/)(?::(?P<tag>\w[\w.-]*)|(?P<digest>@))?")
 layout = re.compile(r"(dist/oci/(?:compat|wasm)):\w[\w.-]*")
 
