@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds both modules: the proxy-wasm filter (dist/canary-router.wasm) and the native Envoy
 # dynamic module (dist/libcanary_router.so, for Envoy 1.40: see README "Native module")
-# (scripts/build.sh --fault-injection: the test module of tests/test_fail_strategy.py instead).
+# (scripts/build.sh --fault-injection: the test module of tests/test_fail_strategy.py instead;
+# scripts/build.sh --cli TARGET: the `canary-router` command for a Rust target triple, to
+# dist/canary-router-TARGET, e.g. x86_64-unknown-linux-musl, static: the release's binaries).
 # The Wasm filter:
 #   cargo build for wasm32-unknown-unknown (opt-level "z", LTO, panic = abort, stripped), then
 #   Binaryen's wasm-opt (installed by scripts/setup.sh), which takes another ~20 % off the
@@ -10,6 +12,26 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 cd "$ROOT"
+# Reproducible bytes: the only machine-specific input rustc embeds in the module is the path of
+# the crates' sources in the Cargo home (panic locations of dependencies, e.g.
+# /home/runner/.cargo/registry/src/…/foldhash-0.1.5/src/fast.rs); the workspace's own files are
+# passed as relative paths and the standard library's are already /rustc/<commit>/. Mapped to
+# /cargo, the same commit, rustc (Cargo.toml's workspace.metadata.canary-router.rust) and wasm-opt give the same module in any
+# checkout and home directory (.github/workflows/release.yml builds it twice to check).
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+release_rust="$(cargo_toml workspace.metadata.canary-router rust)"
+if ! rustc --version | grep -q "^rustc $release_rust "; then
+  log "note: $(rustc --version), the release builds with rustc $release_rust: the module's bytes may differ from the release's"
+fi
+if [[ "${1:-}" == "--cli" ]]; then
+  target="${2:?usage: scripts/build.sh --cli TARGET (e.g. x86_64-unknown-linux-musl)}"
+  # The release profile (size first, LTO, stripped); Rust's musl targets link statically.
+  cargo build -q --locked --release --target "$target" --bin canary-router
+  mkdir -p dist
+  cp "target/$target/release/canary-router" "dist/canary-router-$target"
+  log "built dist/canary-router-$target ($(stat -c %s "dist/canary-router-$target") bytes)"
+  exit 0
+fi
 if [[ "${1:-}" == "--fault-injection" ]]; then
   # A test module, never shipped: the filter with the `fault-injection` feature (a request with
   # `x-canary-router-fault: trap` traps the VM), built in its own target directory so that it

@@ -251,7 +251,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cargo-toml", type=Path)
     ap.add_argument("--tag", default="", help="default: the crate version, else latest")
-    ap.add_argument("--image", default="ghcr.io/canary-router/canary-router",
+    ap.add_argument("--image", required=True,
                     help="registry/repository used in the printed push commands")
     args = ap.parse_args()
 

@@ -11,12 +11,13 @@
 # oras / crane / skopeo commands that push it unchanged.
 #
 # Environment: OCI_TAG (default: the crate version from Cargo.toml, else `latest`), OCI_IMAGE
-# (registry/repository in the printed commands, default ghcr.io/canary-router/canary-router).
+# (registry/repository in the printed commands, default: the release's image, Cargo.toml
+# [workspace.metadata.canary-router] image).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 if [ $# -gt 2 ]; then
   echo "usage: scripts/package-oci.sh [WASM] [OUT_DIR]" >&2
@@ -38,4 +39,4 @@ fi
 log "packaging $wasm as OCI image layouts in $out"
 exec "$python" "$ROOT/scripts/oci.py" --wasm "$wasm" --out "$out" \
   --cargo-toml "$ROOT/Cargo.toml" --tag "${OCI_TAG:-}" \
-  --image "${OCI_IMAGE:-ghcr.io/canary-router/canary-router}"
+  --image "${OCI_IMAGE:-$RELEASE_IMAGE}"
