@@ -35,7 +35,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from harness import (CONFIG_DIR, ROOT, WASM, bucket, expected_variant, hcm, load_config,
                      localize, plugin_config, prometheus_value, wait_for, with_plugin_config)
