@@ -18,7 +18,9 @@ import yaml
 from harness import ROOT
 from schemas import validate
 
-README_LIMIT = 12_500  # bytes: the README gets a user running; the rest lives in docs/
+# Bytes: the README gets a user running (quick starts for each mesh, the comparison users ask
+# for first); the rest lives in docs/.
+README_LIMIT = 16_000
 
 DOCS = sorted({ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "BENCHMARKS.md",
                *(ROOT / "docs").glob("*.md"), *(ROOT / "envoy-config").rglob("README.md")})
