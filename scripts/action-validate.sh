@@ -3,6 +3,8 @@
 # configurations with `canary-router validate`.
 #
 #   scripts/action-validate.sh FILE_OR_GLOB...
+#   scripts/action-validate.sh --install     only get the binary (and, under GitHub Actions, put
+#                                            it on the PATH of the job's later steps)
 #
 # Each argument is a path or a glob (`**` spans directories) from the current directory; a glob
 # that matches nothing is an error. Without arguments, $CANARY_ROUTER_FILES holds them, separated
@@ -60,12 +62,24 @@ download() {
   chmod +x "$dir/canary-router"
 }
 
+# Only the binary: --install, or the action's input install-only.
+install_only="${CANARY_ROUTER_INSTALL_ONLY:-false}"
+if [[ "${1:-}" == --install ]]; then
+  install_only=true
+  shift
+fi
+[[ $install_only == true || $install_only == false ]] ||
+  { echo "error: install-only is '$install_only': true or false" >&2; exit 2; }
 # The files: arguments, or the action's input.
 patterns=("$@")
 if [[ ${#patterns[@]} -eq 0 ]]; then
   read -r -d '' -a patterns <<<"${CANARY_ROUTER_FILES:-}" || true
 fi
-[[ ${#patterns[@]} -gt 0 ]] || { echo "usage: scripts/action-validate.sh FILE_OR_GLOB... (or CANARY_ROUTER_FILES)" >&2; exit 2; }
+if [[ $install_only == true ]]; then
+  [[ ${#patterns[@]} -eq 0 ]] || { echo "error: --install (install-only) takes no files" >&2; exit 2; }
+else
+  [[ ${#patterns[@]} -gt 0 ]] || { echo "usage: scripts/action-validate.sh FILE_OR_GLOB... | --install (or CANARY_ROUTER_FILES)" >&2; exit 2; }
+fi
 # The files a glob matches (none: an error), expanded once, never split on spaces.
 expand() {
   local IFS='' matches
@@ -103,6 +117,10 @@ fi
 "$bin" --version
 if [[ "${GITHUB_ACTIONS:-}" == true && -n "${GITHUB_PATH:-}" ]]; then
   dirname "$(realpath "$bin")" >> "$GITHUB_PATH"
+fi
+if [[ $install_only == true ]]; then
+  log "canary-router is $bin"
+  exit 0
 fi
 
 log "canary-router validate ${files[*]}"

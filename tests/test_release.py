@@ -124,6 +124,12 @@ def download(d: Path, *files: str, **env: str) -> subprocess.CompletedProcess:
                     RUNNER_TEMP=str(d.parent), **env)
 
 
+def install(d: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The script with exactly these arguments (none: the input alone decides)."""
+    return run([ACTION_SCRIPT, *args], CANARY_ROUTER_DOWNLOAD_URL=d.as_uri(),
+               RUNNER_TEMP=str(d.parent), **env)
+
+
 @pytest.fixture
 def release(tmp_path):
     if ASSET.startswith("unknown"):
@@ -164,6 +170,32 @@ def test_missing_or_malformed_checksum_is_refused(release, content):
     assert "holds no sha256" in r.stderr
 
 
+def test_install_only_puts_the_verified_binary_on_the_path(release):
+    """What the rollback workflow uses for `canary-router fingerprint`: the binary, checked,
+    on GITHUB_PATH; nothing validated."""
+    d = release_dir(release, BIN.read_bytes())
+    github_path = release / "github_path"
+    r = install(d, "--install", GITHUB_ACTIONS="true", GITHUB_PATH=str(github_path))
+    assert r.returncode == 0, r.stderr
+    assert "validate" not in r.stderr and r.stdout.startswith("canary-router ")
+    [line] = github_path.read_text().splitlines()
+    installed = Path(line) / "canary-router"
+    assert installed.read_bytes() == BIN.read_bytes()
+    # The input, as the action passes it; and files with it are a usage error.
+    r = install(d, CANARY_ROUTER_INSTALL_ONLY="true")
+    assert r.returncode == 0, r.stderr
+    r = install(d, "--install", GOOD)
+    assert r.returncode == 2 and "takes no files" in r.stderr
+    r = install(d, CANARY_ROUTER_INSTALL_ONLY="yes")
+    assert r.returncode == 2 and "true or false" in r.stderr
+    # A tampered binary is refused here too.
+    (release / "t").mkdir()
+    d2 = release_dir(release / "t", b"#!/bin/sh\nexit 0\n",
+                     checksum=hashlib.sha256(BIN.read_bytes()).hexdigest())
+    r = install(d2, "--install")
+    assert r.returncode == 1 and "sha256 mismatch" in r.stderr
+
+
 def test_missing_release_names_the_url(release):
     missing = release / "v9.9.9"
     missing.mkdir()
@@ -179,7 +211,7 @@ def test_action_yml_structure():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     assert action["runs"]["using"] == "composite"
     inputs = action["inputs"]
-    assert inputs["files"]["required"] is True
+    assert inputs["files"]["required"] is False and inputs["install-only"]["default"] == "false"
     steps = action["runs"]["steps"]
     text = yaml.safe_dump(steps)
     used = set(re.findall(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", text))
