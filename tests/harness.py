@@ -11,10 +11,12 @@ import itertools
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +129,21 @@ def prometheus_value(envoy: "Envoy", name: str, **labels) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a process that is told its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def required_tool(name: str) -> str:
+    """The path of a command the tests need (scripts/setup.sh --test installs them)."""
+    exe = shutil.which(name)
+    if exe is None:
+        raise AssertionError(f"{name} not found: run scripts/setup.sh --test")
+    return exe
+
+
 class LoggedProcess:
     """A child process whose output goes to a log file: its log, and a stop that terminates it
     (killing it after 10 s) and closes the log."""
@@ -136,6 +153,29 @@ class LoggedProcess:
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent, **popen)
+
+    def start_until_ready(self, argv: list[str], log_path: Path, url: str,
+                          timeout: float) -> None:
+        """Starts it and waits until `url` answers 200; if it exits or `timeout` seconds pass
+        first, stops it and fails with its log."""
+        self.start(argv, log_path)
+        name = Path(argv[0]).name
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"{name} exited with {self.proc.returncode}:\n"
+                                     f"{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        if not wait_for(ready, timeout):
+            self.stop()
+            raise AssertionError(f"{name} did not answer {url} in {timeout:g} s:\n"
+                                 f"{self.log()[-3000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

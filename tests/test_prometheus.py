@@ -19,8 +19,6 @@ test_old_query_shape_gives_no_data keeps the old shape as a counter-example.
 import json
 import math
 import re
-import shutil
-import socket
 import threading
 import urllib.parse
 import urllib.request
@@ -28,7 +26,7 @@ import urllib.request
 import pytest
 import yaml
 
-from harness import (CONFIG_DIR, Backend, Envoy, LoggedProcess, bootstrap_for, native_supported,
+from harness import (CONFIG_DIR, Backend, Envoy, LoggedProcess, free_port, required_tool, bootstrap_for, native_supported,
                      wait_for)
 
 RANGE = "30s"  # Flagger's {{ interval }} and Grafana's $__rate_interval in the queries
@@ -97,9 +95,7 @@ class Prometheus(LoggedProcess):
     """`prometheus` on 127.0.0.1 (a free port), scraping `targets` every second."""
 
     def __init__(self, targets: list[str], workdir, relabel: list[dict] | None = None):
-        exe = shutil.which("prometheus")
-        if exe is None:
-            pytest.fail("prometheus not found: run scripts/setup.sh --test")
+        exe = required_tool("prometheus")
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
                        "evaluation_interval": "1s"},
@@ -109,26 +105,12 @@ class Prometheus(LoggedProcess):
         if relabel:
             config["scrape_configs"][0]["metric_relabel_configs"] = relabel
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.start([exe, f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                   workdir / "prometheus.log")
-        if not wait_for(self._ready, timeout=60):
-            log = self.log()
-            self.stop()
-            pytest.fail(f"prometheus did not become ready in 60 s:\n{log[-3000:]}")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"prometheus exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        self.port = free_port()
+        self.start_until_ready([exe, f"--config.file={workdir / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={workdir / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                               workdir / "prometheus.log",
+                               f"http://127.0.0.1:{self.port}/-/ready", timeout=60)
 
     def query(self, promql: str) -> list[dict]:
         """An instant query through /api/v1/query; the result vector."""

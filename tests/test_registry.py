@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import shlex
-import shutil
 import socket
 import subprocess
 import urllib.error
@@ -40,7 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import ROOT, WASM, LoggedProcess, wait_for
+from harness import ROOT, WASM, LoggedProcess, free_port, required_tool
 # The independent layout verifier (index → manifest → blobs by digest, and the module Istio's
 # fetcher extracts: plugin.wasm from the compat tar+gzip layer, the raw artifact layer).
 from test_oci import (OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, SPEC_SHA_RE, VARIANTS,
@@ -53,22 +52,13 @@ MEDIA_TYPES = {  # (config, layers) of each variant, as written and as they must
 }
 
 
-def tool(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        pytest.fail(f"{name} not found: run scripts/setup.sh --test")
-    return exe
-
-
 class Registry(LoggedProcess):
     """`docker-registry serve CONFIG` on 127.0.0.1 (a free port), storing in `workdir/storage`."""
 
     def __init__(self, workdir: Path):
-        exe = tool("docker-registry")
+        exe = required_tool("docker-registry")
         self.storage = workdir / "storage"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         config = {
             "version": 0.1,
@@ -78,20 +68,8 @@ class Registry(LoggedProcess):
             "http": {"addr": self.host, "secret": "canary-router-tests"},
         }
         (workdir / "config.yml").write_text(yaml.safe_dump(config))
-        self.start([exe, "serve", str(workdir / "config.yml")], workdir / "registry.log")
-        if not wait_for(self._ready, timeout=30):
-            log = self.log()
-            self.stop()
-            pytest.fail(f"docker-registry did not answer /v2/ in 30 s:\n{log[-3000:]}")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"docker-registry exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        self.start_until_ready([exe, "serve", str(workdir / "config.yml")],
+                               workdir / "registry.log", f"http://{self.host}/v2/", timeout=30)
 
     def get(self, path: str, method: str = "GET", accept: str = OCI_MANIFEST):
         """(status, headers, body) of the registry's HTTP API."""
@@ -127,7 +105,7 @@ def registry(tmp_path_factory):
 def skopeo(tmp_path_factory):
     """skopeo with its own trust policy (accept anything: the test does not depend on
     /etc/containers/policy.json) and its own empty credentials file."""
-    exe = tool("skopeo")
+    exe = required_tool("skopeo")
     d = tmp_path_factory.mktemp("skopeo")
     (d / "policy.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     (d / "auth.json").write_text("{}")
