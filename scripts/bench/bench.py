@@ -286,12 +286,7 @@ class Harness:
             f"{self.wrk_cpu})")
         envoys: dict[str, P.Envoy] = {}
         try:
-            for name in names:
-                envoys[name] = P.Envoy(name, self.bootstrap(name), self.work / "load",
-                                       self.next_base_id(), cpu=self.envoy_cpu)
-            for name, e in envoys.items():
-                self.check_routing(e, name)
-                P.curl_requests(e.port, self.configs[name].host, self.m["warmup"])
+            self.start_warm(names, envoys)
             log(f"memory: warm-up done ({self.m['warmup']} requests each); waiting {VM_TICK_WAIT} s "
                 f"for the filter's 10 s tick")
             time.sleep(VM_TICK_WAIT)
@@ -313,8 +308,7 @@ class Harness:
             if self.m["final_memory"]:
                 time.sleep(VM_TICK_WAIT)
                 memory["after_rounds"] = self.memory_point(envoys, "after the wrk rounds")
-            clusters = {n: {c: e.counter(f"cluster.{c}.upstream_rq_total")
-                            for c in ("stable", "canary")} for n, e in envoys.items()}
+            clusters = self.cluster_counts(envoys)
         finally:
             for e in envoys.values():
                 e.stop()
@@ -348,21 +342,32 @@ class Harness:
                 f"{n} {runs[n][-1]['rps']:.0f}" for n in names) + " req/s")
         return runs
 
+    def start_warm(self, names: list[str], envoys: dict[str, P.Envoy]) -> None:
+        """One Envoy per configuration, pinned to the Envoy cpu, into `envoys` (the caller stops
+        them, including those started before a failure); each one's routing checked, then
+        warmed up."""
+        for name in names:
+            envoys[name] = P.Envoy(name, self.bootstrap(name), self.work / "load",
+                                   self.next_base_id(), cpu=self.envoy_cpu)
+        for name, e in envoys.items():
+            self.check_routing(e, name)
+            P.curl_requests(e.port, self.configs[name].host, self.m["warmup"])
+
+    @staticmethod
+    def cluster_counts(envoys: dict[str, P.Envoy]) -> dict[str, dict[str, int]]:
+        """Requests each Envoy sent to each cluster."""
+        return {n: {c: e.counter(f"cluster.{c}.upstream_rq_total") for c in ("stable", "canary")}
+                for n, e in envoys.items()}
+
     def throughput_only(self, rounds: int) -> dict:
         """The load phase's wrk rounds alone (no memory run): `--throughput`, to see how well
         two runs agree."""
         names = WRK_CONFIGS
         envoys: dict[str, P.Envoy] = {}
         try:
-            for name in names:
-                envoys[name] = P.Envoy(name, self.bootstrap(name), self.work / "load",
-                                       self.next_base_id(), cpu=self.envoy_cpu)
-            for name, e in envoys.items():
-                self.check_routing(e, name)
-                P.curl_requests(e.port, self.configs[name].host, self.m["warmup"])
+            self.start_warm(names, envoys)
             runs = self.wrk_rounds(envoys, names, rounds)
-            clusters = {n: {c: e.counter(f"cluster.{c}.upstream_rq_total")
-                            for c in ("stable", "canary")} for n, e in envoys.items()}
+            clusters = self.cluster_counts(envoys)
         finally:
             for e in envoys.values():
                 e.stop()

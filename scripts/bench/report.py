@@ -98,6 +98,19 @@ def budget(r: dict) -> list[tuple[str, str, str]]:
     return lines
 
 
+# A proxy-wasm filter's cost units: (count in `units`, price in `units["price"]`, label).
+UNITS = (("callbacks", "callback", "callbacks"), ("host_calls", "host_call", "host calls"),
+         ("buffers", "buffer", "buffers"))
+
+
+def unit_costs(counts: dict, price: dict) -> dict[str, float]:
+    """Instructions per request each unit accounts for (counts times measured prices); empty
+    when a price is unknown."""
+    if any(price.get(p) is None for _, p, _ in UNITS):
+        return {}
+    return {count: counts.get(count, 0.0) * price[p] for count, p, _ in UNITS}
+
+
 def in_the_way(r: dict) -> list[str]:
     """For each issue-15 instruction budget missed: how far, and which units over the measured
     floor account for it (prices from the cost-unit table)."""
@@ -114,14 +127,13 @@ def in_the_way(r: dict) -> list[str]:
         if i is None or floor is None or not u or not fu or i <= limit * native:
             continue
         price = u.get("price") or {}
+        extra = {count: u.get(count, 0.0) - fu.get(count, 0.0) for count, _, _ in UNITS}
+        costs = unit_costs(extra, price)
         parts, priced = [], 0.0
-        for key, label in (("callbacks", "callbacks"), ("host_calls", "host calls"),
-                           ("buffers", "buffers")):
-            extra = u.get(key, 0.0) - fu.get(key, 0.0)
-            cost = extra * (price.get(key[:-1]) or 0.0)
-            if round(extra, 2) > 0:
-                parts.append(f"{extra:.2f} {label} ({_k(cost)})")
-                priced += cost
+        for count, _, label in UNITS:
+            if round(extra[count], 2) > 0 and count in costs:
+                parts.append(f"{extra[count]:.2f} {label} ({_k(costs[count])})")
+                priced += costs[count]
         over = i - floor
         out.append(
             f"- `{name}` misses ≤ {limit:.2f}× by {_k(i - limit * native)}: the Wasm floor "
@@ -211,10 +223,8 @@ def cost_units_section(r: dict, order: list[str]) -> list[str]:
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in rows:
         u, i = cg[name]["units"], cg[name]["instructions_per_request"]
-        cost = None
-        if all(price[k] is not None for k in ("callback", "host_call", "buffer")):
-            cost = (u["callbacks"] * price["callback"] + u["host_calls"] * price["host_call"]
-                    + u["buffers"] * price["buffer"])
+        priced = unit_costs(u, price)
+        cost = sum(priced.values()) if priced else None
         rest = i - native - cost if native and cost is not None else None
         L.append(f"| `{name}` | {_k(i)} | {u['callbacks']:.2f} | {u['host_calls']:.2f} | "
                  f"{u['buffers']:.2f} | {_k(cost)} | {_k(rest)} |")
